@@ -1,0 +1,164 @@
+//! The tiny slice of HTTP/1.1 the delay server and every client in this
+//! workspace speak.
+//!
+//! Only what the chapters need: one request shape (`GET /<delay_ms>/<message>`)
+//! and a response with `Connection: close`, so "read until end of file" is how a
+//! client knows it has the whole answer. Later chapters reuse these functions
+//! from their non-blocking clients, so there is one parser, not five.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// The longest delay the server accepts, in milliseconds (one minute).
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The largest request head (request line plus headers) the server reads
+/// before answering `431 Request Header Fields Too Large`.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The path that asks the delay server to wait `delay_ms` and then answer
+/// `message`, e.g. `path(200, "hello")` is `/200/hello`.
+///
+/// Characters that cannot appear in a URL path (space, `%`, `?`, `#`, control
+/// bytes, non-ASCII) are percent-encoded, so any message survives the trip.
+pub fn path(delay_ms: u64, message: &str) -> String {
+    let mut path = format!("/{delay_ms}/");
+    for byte in message.bytes() {
+        if byte.is_ascii_graphic() && !matches!(byte, b'%' | b'?' | b'#') {
+            path.push(byte as char);
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path
+}
+
+/// The bytes of a `GET` request for `path`, as a client sends them.
+///
+/// `Connection: close` asks the server to close the socket after the answer,
+/// which is how the client knows the body is complete.
+pub fn request(host: SocketAddr, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code, e.g. `200` or `503`.
+    pub status: u16,
+    /// The reason phrase after the code, e.g. `OK`.
+    pub reason: String,
+    /// The body, decoded as UTF-8 (the delay server only sends text).
+    pub body: String,
+}
+
+impl Response {
+    /// The body if the status is `200 OK`; otherwise an error that names the
+    /// status and carries the server's explanation.
+    pub fn into_ok_body(self) -> io::Result<String> {
+        if self.status == 200 {
+            Ok(self.body)
+        } else {
+            Err(io::Error::other(format!(
+                "delay server answered {} {}: {}",
+                self.status,
+                self.reason,
+                self.body.trim_end()
+            )))
+        }
+    }
+}
+
+/// Parses a complete response (everything read until the server closed).
+///
+/// The body is what follows the blank line. If the server sent a
+/// `Content-Length`, the body must be exactly that long: a shorter one means
+/// the server closed early, and is reported as an error instead of being
+/// passed off as the whole message.
+pub fn parse_response(bytes: &[u8]) -> io::Result<Response> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    let head_end = find_head_end(bytes)
+        .ok_or_else(|| invalid(format!("response ended after {} bytes, before the end of its headers", bytes.len())))?;
+    let head = std::str::from_utf8(&bytes[..head_end])
+        .map_err(|_| invalid("response headers are not UTF-8".into()))?;
+    let body = &bytes[head_end + 4..];
+
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let reason = parts.next().unwrap_or_default().to_string();
+    if !version.starts_with("HTTP/1.") {
+        return Err(invalid(format!("not an HTTP/1.x status line: {status_line:?}")));
+    }
+    let status = code
+        .parse::<u16>()
+        .map_err(|_| invalid(format!("bad status code in {status_line:?}")))?;
+
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            let expected: usize = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("bad Content-Length {value:?}")))?;
+            if body.len() != expected {
+                return Err(invalid(format!(
+                    "body is {} bytes but Content-Length says {expected} (did the server close early?)",
+                    body.len()
+                )));
+            }
+        }
+    }
+    let body = String::from_utf8(body.to_vec()).map_err(|_| invalid("response body is not UTF-8".into()))?;
+    Ok(Response { status, reason, body })
+}
+
+/// Where the head ends: the index of the blank line `\r\n\r\n`, if present.
+pub fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|window| window == b"\r\n\r\n")
+}
+
+/// Decodes `%XX` escapes in a path segment. `None` if an escape is broken or
+/// the result is not UTF-8.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_encodes_what_a_url_cannot_hold() {
+        assert_eq!(path(200, "hello"), "/200/hello");
+        assert_eq!(path(5, "a b%c"), "/5/a%20b%25c");
+        assert_eq!(percent_decode("a%20b%25c").as_deref(), Some("a b%c"));
+        assert_eq!(percent_decode("bad%2"), None);
+    }
+
+    #[test]
+    fn parses_a_response_and_checks_its_length() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let response = parse_response(full).unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "hello"));
+
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(parse_response(short).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_response(b"garbage\r\n\r\n").is_err());
+    }
+}

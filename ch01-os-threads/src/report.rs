@@ -1,0 +1,141 @@
+//! Printing bench results: the machine they ran on, medians, and a table.
+//!
+//! Every chapter's `bench` subcommand uses these, so all tables look alike and
+//! all say where they were measured (numbers without a machine mean little).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// One line describing this machine: CPU model, cores, kernel.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU".to_string(), |(_, v)| v.trim().to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into());
+    let build = if cfg!(debug_assertions) { "debug build: use --release for real numbers" } else { "release build" };
+    format!("machine: {cpu}, {cores} cores, Linux {} ({build})", kernel.trim())
+}
+
+/// The median of some samples (the middle one after sorting): unlike the
+/// mean, one run disturbed by another process does not drag it.
+pub fn median<T: Copy + Ord>(samples: &[T]) -> Option<T> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// Runs `f` `runs` times and returns the median result.
+pub fn median_of<T: Copy + Ord, E>(runs: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        samples.push(f()?);
+    }
+    Ok(median(&samples).expect("at least one run"))
+}
+
+/// A duration with a unit that fits: `850 ns`, `12.3 µs`, `4.56 ms`, `1.20 s`.
+pub fn duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    match ns {
+        n if n < 1_000.0 => format!("{n:.0} ns"),
+        n if n < 1_000_000.0 => format!("{:.1} µs", n / 1e3),
+        n if n < 1_000_000_000.0 => format!("{:.2} ms", n / 1e6),
+        n => format!("{:.2} s", n / 1e9),
+    }
+}
+
+/// A byte count with a binary unit: `512 B`, `64.0 KiB`, `3.2 MiB`, `1.5 GiB`.
+pub fn bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n < 1024.0 => format!("{n:.0} B"),
+        n if n < 1024.0 * 1024.0 => format!("{:.1} KiB", n / 1024.0),
+        n if n < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", n / (1024.0 * 1024.0)),
+        n => format!("{:.2} GiB", n / (1024.0 * 1024.0 * 1024.0)),
+    }
+}
+
+/// A plain-text table with aligned columns.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles.
+    pub fn new<S: ToString>(header: &[S]) -> Table {
+        Table { header: header.iter().map(ToString::to_string).collect(), rows: Vec::new() }
+    }
+
+    /// Adds a row (missing cells print empty, extra cells are kept).
+    pub fn row<S: ToString>(&mut self, cells: &[S]) -> &mut Table {
+        self.rows.push(cells.iter().map(ToString::to_string).collect());
+        self
+    }
+
+    /// Renders the table: first column left-aligned, the others right-aligned.
+    pub fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).chain([self.header.len()]).max().unwrap_or(0);
+        let mut widths = vec![0; columns];
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let mut line = |row: &[String]| {
+            let mut text = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map_or("", String::as_str);
+                let pad = width - cell.chars().count();
+                let sep = if i == 0 { "" } else { " | " };
+                if i == 0 {
+                    let _ = write!(text, "{sep}{cell}{}", " ".repeat(pad));
+                } else {
+                    let _ = write!(text, "{sep}{}{cell}", " ".repeat(pad));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        };
+        line(&self.header);
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        line(&rule);
+        for row in &self.rows {
+            line(row);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut table = Table::new(&["what", "time"]);
+        table.row(&["spawn", "12.0 µs"]).row(&["switch", "3 ns"]);
+        assert_eq!(table.render(), "what   |    time\n------ | -------\nspawn  | 12.0 µs\nswitch |    3 ns\n");
+    }
+
+    #[test]
+    fn units_and_medians() {
+        assert_eq!(duration(Duration::from_nanos(850)), "850 ns");
+        assert_eq!(duration(Duration::from_micros(12_300)), "12.30 ms");
+        assert_eq!(bytes(64 * 1024), "64.0 KiB");
+        assert_eq!(median(&[5, 1, 3]), Some(3));
+        assert_eq!(median::<u32>(&[]), None);
+    }
+}

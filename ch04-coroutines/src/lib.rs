@@ -1,0 +1,3 @@
+//! Chapter 4: stackless coroutines as hand-written state machines
+//!
+//! (Being written: see the chapter issue.)

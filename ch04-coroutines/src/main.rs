@@ -1,0 +1,5 @@
+//! Chapter 4: stackless coroutines as hand-written state machines
+
+fn main() {
+    println!("this chapter is being written");
+}

@@ -18,7 +18,7 @@
 //! - a graceful shutdown that lets in-flight requests finish, but only for a
 //!   bounded time.
 //!
-//! ```no_run
+//! ```
 //! use ch01_os_threads::{client, delay_server::{Config, DelayServer}, http};
 //! # fn main() -> std::io::Result<()> {
 //! let server = DelayServer::start(Config::default())?; // 127.0.0.1, OS-chosen port
@@ -153,9 +153,8 @@ impl DelayServer {
             abort: Condvar::new(),
         });
         let accept_shared = Arc::clone(&shared);
-        let accept_thread = thread::Builder::new()
-            .name("delay-accept".into())
-            .spawn(move || accept_loop(listener, accept_shared))?;
+        let accept_thread =
+            thread::Builder::new().name("delay-accept".into()).spawn(move || accept_loop(listener, accept_shared))?;
         Ok(DelayServer { addr, shared, accept_thread: Some(accept_thread) })
     }
 
@@ -337,9 +336,7 @@ impl Connection {
         };
         let request_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
         let response = match parse_request(&head) {
-            Ok(request) if self.sleep(Duration::from_millis(request.delay_ms)) => {
-                reply(200, "OK", &request.message)
-            }
+            Ok(request) if self.sleep(Duration::from_millis(request.delay_ms)) => reply(200, "OK", &request.message),
             Ok(_) => reply(503, "Service Unavailable", "the server is shutting down"),
             Err(rejection) => rejection,
         };
@@ -361,7 +358,7 @@ impl Connection {
         !connections.aborting
     }
 
-    fn finish(self, id: u64, request_line: &str, response: &Response) {
+    fn finish(self, id: u64, request_line: &str, response: &Reply) {
         if self.shared.config.log_requests {
             say!(format!("server #{id}"), "{} <- {request_line}", response.status);
         }
@@ -385,13 +382,14 @@ impl Drop for Connection {
 }
 
 /// An answer ready to be written.
-struct Response {
+#[derive(Debug)]
+struct Reply {
     status: u16,
     bytes: Vec<u8>,
 }
 
 /// Builds a response with a plain-text body and `Connection: close`.
-fn reply(status: u16, reason: &str, body: &str) -> Response {
+fn reply(status: u16, reason: &str, body: &str) -> Reply {
     let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
     // Error bodies end in a newline so they print nicely in a terminal; a 200
     // body is exactly the message, byte for byte.
@@ -400,7 +398,7 @@ fn reply(status: u16, reason: &str, body: &str) -> Response {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
-    Response { status, bytes: [head.into_bytes(), body.into_bytes()].concat() }
+    Reply { status, bytes: [head.into_bytes(), body.into_bytes()].concat() }
 }
 
 /// Writes the response and ends the connection politely (the caller then
@@ -411,7 +409,7 @@ fn reply(status: u16, reason: &str, body: &str) -> Response {
 /// normal close, and the client could lose our answer. So: write, send our
 /// end-of-file (`shutdown(Write)`), then read and discard until the client
 /// closes too, for at most `linger`.
-fn respond_and_close(mut stream: &TcpStream, response: &Response, linger: Duration) {
+fn respond_and_close(mut stream: &TcpStream, response: &Reply, linger: Duration) {
     if stream.write_all(&response.bytes).is_err() || stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
@@ -477,7 +475,7 @@ struct Request {
 
 // ANCHOR: parse_request
 /// Checks the request line: `GET /<delay_ms>/<message> HTTP/1.x`.
-fn parse_request(head: &[u8]) -> Result<Request, Response> {
+fn parse_request(head: &[u8]) -> Result<Request, Reply> {
     let bad = |detail: &str| reply(400, "Bad Request", detail);
     let head = std::str::from_utf8(head).map_err(|_| bad("the request is not UTF-8"))?;
     let request_line = head.split("\r\n").next().unwrap_or_default();
@@ -495,9 +493,8 @@ fn parse_request(head: &[u8]) -> Result<Request, Response> {
     let Some((delay, message)) = target.strip_prefix('/').and_then(|t| t.split_once('/')) else {
         return Err(bad("expected a path like /<delay_ms>/<message>, e.g. /200/hello"));
     };
-    let delay_ms: u64 = delay
-        .parse()
-        .map_err(|_| bad(&format!("the delay {delay:?} is not a whole number of milliseconds")))?;
+    let delay_ms: u64 =
+        delay.parse().map_err(|_| bad(&format!("the delay {delay:?} is not a whole number of milliseconds")))?;
     if delay_ms > MAX_DELAY_MS {
         return Err(bad(&format!("the delay {delay_ms} ms is over the limit of {MAX_DELAY_MS} ms")));
     }

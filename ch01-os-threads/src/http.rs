@@ -79,8 +79,7 @@ pub fn parse_response(bytes: &[u8]) -> io::Result<Response> {
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     let head_end = find_head_end(bytes)
         .ok_or_else(|| invalid(format!("response ended after {} bytes, before the end of its headers", bytes.len())))?;
-    let head = std::str::from_utf8(&bytes[..head_end])
-        .map_err(|_| invalid("response headers are not UTF-8".into()))?;
+    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| invalid("response headers are not UTF-8".into()))?;
     let body = &bytes[head_end + 4..];
 
     let mut lines = head.split("\r\n");
@@ -91,17 +90,12 @@ pub fn parse_response(bytes: &[u8]) -> io::Result<Response> {
     if !version.starts_with("HTTP/1.") {
         return Err(invalid(format!("not an HTTP/1.x status line: {status_line:?}")));
     }
-    let status = code
-        .parse::<u16>()
-        .map_err(|_| invalid(format!("bad status code in {status_line:?}")))?;
+    let status = code.parse::<u16>().map_err(|_| invalid(format!("bad status code in {status_line:?}")))?;
 
     for line in lines {
         let Some((name, value)) = line.split_once(':') else { continue };
         if name.trim().eq_ignore_ascii_case("content-length") {
-            let expected: usize = value
-                .trim()
-                .parse()
-                .map_err(|_| invalid(format!("bad Content-Length {value:?}")))?;
+            let expected: usize = value.trim().parse().map_err(|_| invalid(format!("bad Content-Length {value:?}")))?;
             if body.len() != expected {
                 return Err(invalid(format!(
                     "body is {} bytes but Content-Length says {expected} (did the server close early?)",

@@ -191,7 +191,22 @@ pub struct ThreadMemory {
 // ANCHOR: memory
 /// Starts `n` threads with `stack_size` stacks, waits until all of them are
 /// parked, reads `/proc/self/status`, then lets them finish.
+///
+/// Two effects of the C library (glibc) would blur the numbers, so a small
+/// warm-up crowd runs first:
+/// - the first threads of a process make malloc create per-thread arenas (up
+///   to 8 per core), each reserving 64 MiB of address space once and for all;
+///   the warm-up pays for that, not the threads we count;
+/// - glibc keeps the stacks of ended threads (up to 40 MiB) to reuse them. The
+///   warm-up threads get stacks smaller than any we measure, and glibc only
+///   reuses a cached stack that is big enough, so ours are all fresh mappings.
 pub fn memory_per_parked_thread(n: usize, stack_size: usize) -> io::Result<ThreadMemory> {
+    const WARM_UP_STACK: usize = 32 * 1024;
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let warm_up = Crowd::spawn(16 * cores, WARM_UP_STACK.min(stack_size))?;
+    warm_up.wait_until_all_parked();
+    warm_up.release()?;
+
     let before = ProcStatus::read()?;
     let crowd = Crowd::spawn(n, stack_size)?;
     crowd.wait_until_all_parked();

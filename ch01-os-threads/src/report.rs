@@ -78,34 +78,43 @@ impl Table {
         self
     }
 
-    /// Renders the table: first column left-aligned, the others right-aligned.
+    /// Renders the table. Columns of numbers are right-aligned (so the digits
+    /// line up), columns of words left-aligned.
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).chain([self.header.len()]).max().unwrap_or(0);
+        let cell = |row: &[String], i: usize| row.get(i).map_or(String::new(), Clone::clone);
         let mut widths = vec![0; columns];
         for row in std::iter::once(&self.header).chain(&self.rows) {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
+            for (i, width) in widths.iter_mut().enumerate() {
+                *width = (*width).max(cell(row, i).chars().count());
             }
         }
+        let numeric: Vec<bool> = (0..columns)
+            .map(|i| {
+                !self.rows.is_empty()
+                    && self.rows.iter().all(|row| {
+                        cell(row, i).trim_start_matches(['-', '~', '≈']).starts_with(|c: char| c.is_ascii_digit())
+                    })
+            })
+            .collect();
         let mut out = String::new();
         let mut line = |row: &[String]| {
             let mut text = String::new();
             for (i, width) in widths.iter().enumerate() {
-                let cell = row.get(i).map_or("", String::as_str);
-                let pad = width - cell.chars().count();
+                let value = cell(row, i);
+                let pad = " ".repeat(width - value.chars().count());
                 let sep = if i == 0 { "" } else { " | " };
-                if i == 0 {
-                    let _ = write!(text, "{sep}{cell}{}", " ".repeat(pad));
+                if numeric[i] {
+                    let _ = write!(text, "{sep}{pad}{value}");
                 } else {
-                    let _ = write!(text, "{sep}{}{cell}", " ".repeat(pad));
+                    let _ = write!(text, "{sep}{value}{pad}");
                 }
             }
             out.push_str(text.trim_end());
             out.push('\n');
         };
         line(&self.header);
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        line(&rule);
+        line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
         for row in &self.rows {
             line(row);
         }
@@ -128,6 +137,9 @@ mod tests {
         let mut table = Table::new(&["what", "time"]);
         table.row(&["spawn", "12.0 µs"]).row(&["switch", "3 ns"]);
         assert_eq!(table.render(), "what   |    time\n------ | -------\nspawn  | 12.0 µs\nswitch |    3 ns\n");
+        let mut words = Table::new(&["what", "why"]);
+        words.row(&["a", "because"]).row(&["bb", "so"]);
+        assert_eq!(words.render(), "what | why\n---- | -------\na    | because\nbb   | so\n");
     }
 
     #[test]

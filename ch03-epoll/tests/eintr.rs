@@ -1,0 +1,117 @@
+//! A signal delivered while a thread sleeps in `epoll_wait` makes the syscall
+//! fail with `EINTR` ("interrupted"). `Poll::poll` must treat that as "wait
+//! again", not hand the caller an error.
+//!
+//! Made deterministic without sleeps: the test reads
+//! `/proc/self/task/<tid>/syscall`, which names the syscall a thread is
+//! blocked in, and only signals the polling thread once it is *inside*
+//! `epoll_wait`; then it waits until the handler ran and the thread is back
+//! inside `epoll_wait` (the retry), three times over. Only then does it write
+//! the byte that lets the poll return.
+//!
+//! In its own test binary because a signal handler belongs to the whole process.
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ch03_epoll::poll::{Events, Interest, Poll, Token};
+
+/// How many SIGUSR1s the handler has seen.
+static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+/// The handler: only an atomic add, which is async-signal-safe.
+extern "C" fn count_signal(_signal: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs `count_signal` for SIGUSR1 *without* `SA_RESTART`, so the kernel
+/// does not hide the interruption from us. (`epoll_wait` is never restarted
+/// automatically anyway; see `man 7 signal`.)
+fn install_handler() -> io::Result<()> {
+    // SAFETY: `sigaction` is plain data for which all-zero bytes are valid
+    // (no handler, empty mask, no flags); we fill in the fields we need.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    action.sa_flags = 0;
+    // SAFETY: `action.sa_mask` is a valid sigset_t we own.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is fully initialised and the handler only does an
+    // async-signal-safe atomic add; passing null for the old action is allowed.
+    if unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether thread `tid` of this process is blocked in `epoll_wait` (or glibc's
+/// `epoll_pwait`) right now, according to `/proc`.
+fn blocked_in_epoll_wait(tid: libc::pid_t) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else { return false };
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
+    matches!(number, Some(n) if n == libc::SYS_epoll_wait || n == libc::SYS_epoll_pwait || n == libc::SYS_epoll_pwait2)
+}
+
+/// Spins (yielding the CPU) until `condition` holds. The deadline only turns a
+/// broken test into a failure instead of a hang; it is not a speed check.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < give_up, "gave up waiting until {what}");
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_signal_during_epoll_wait_is_not_an_error() -> io::Result<()> {
+    install_handler()?;
+    let (mut writer, reader) = UnixStream::pair()?;
+    let mut poll = Poll::new()?;
+    poll.registry().register(&reader, Token(1), Interest::READABLE)?;
+
+    let (ids_tx, ids_rx) = mpsc::channel();
+    let (result_tx, result_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let poller = thread::spawn(move || {
+        // SAFETY: pthread_self and gettid have no preconditions.
+        let ids = unsafe { (libc::pthread_self(), libc::gettid()) };
+        ids_tx.send(ids).unwrap();
+        let mut events = Events::with_capacity(4);
+        let result = poll.poll(&mut events, Some(Duration::from_secs(60)));
+        result_tx.send(result.map(|()| events.iter().map(|e| e.token()).collect::<Vec<_>>())).unwrap();
+        // Stay alive until the main thread is done signalling us, so that
+        // `pthread_kill` never targets a thread that has exited.
+        let _ = release_rx.recv();
+    });
+    let (pthread, tid) = ids_rx.recv().unwrap();
+
+    // The poll may only return once we write; if it returns earlier (say,
+    // with the EINTR as an error), fail at once with what it returned.
+    let in_epoll_wait = || {
+        if let Ok(early) = result_rx.try_recv() {
+            panic!("poll returned before any data was written: {early:?}");
+        }
+        blocked_in_epoll_wait(tid)
+    };
+    for round in 1..=3 {
+        wait_until(&format!("the poller is in epoll_wait (round {round})"), in_epoll_wait);
+        let before = SIGNALS_HANDLED.load(Ordering::SeqCst);
+        // SAFETY: `pthread` is a live thread: it cannot exit before we send
+        // on `release_tx` below.
+        let sent = unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) };
+        assert_eq!(sent, 0, "pthread_kill failed");
+        wait_until("the handler ran", || SIGNALS_HANDLED.load(Ordering::SeqCst) > before);
+    }
+    // Back inside epoll_wait after the third interruption: it retried.
+    wait_until("the poller went back to epoll_wait", in_epoll_wait);
+
+    writer.write_all(b"x")?;
+    let tokens = result_rx.recv().unwrap().expect("EINTR must not surface as an error");
+    assert_eq!(tokens, [Token(1)]);
+    release_tx.send(()).unwrap();
+    poller.join().unwrap();
+    Ok(())
+}

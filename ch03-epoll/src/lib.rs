@@ -31,7 +31,7 @@ pub mod poll;
 /// few for a thousand connections. The soft limit is what a process may raise
 /// itself, up to the hard limit the administrator set; going beyond the hard
 /// limit needs privileges (or `ulimit -Hn` in the shell that starts us).
-pub fn raise_open_files_limit() -> std::io::Result<u64> {
+pub fn raise_open_files_limit() -> std::io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit for the kernel to fill in.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
@@ -44,5 +44,5 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }

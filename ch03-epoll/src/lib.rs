@@ -23,6 +23,7 @@ compile_error!(
 
 #[cfg(target_os = "linux")]
 pub mod poll;
+pub mod syscall;
 
 /// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its
 /// hard limit, and returns the new soft limit.

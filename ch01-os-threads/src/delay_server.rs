@@ -329,10 +329,19 @@ impl Connection {
             Head::Complete(head) => head,
             Head::TooLarge => {
                 let detail = format!("the request head is over {MAX_HEAD_BYTES} bytes");
-                return self.finish(id, "-", &reply(431, "Request Header Fields Too Large", &detail));
+                return self.finish(
+                    id,
+                    "(a request head over 8 KiB)",
+                    &reply(431, "Request Header Fields Too Large", &detail),
+                );
             }
             // Idle, closed before a full request, or shut down: drop it.
-            Head::Gone => return,
+            Head::Gone => {
+                if self.shared.config.log_requests {
+                    say!(format!("server #{id}"), "closed: no complete request within {idle:?}");
+                }
+                return;
+            }
         };
         let request_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
         let response = match parse_request(&head) {

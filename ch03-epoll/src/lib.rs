@@ -11,6 +11,11 @@
 //!   inline assembly, `libc`, and our own `extern "C"` declaration.
 //! - [`poll`]: a small mio-shaped API over `epoll` (`Poll`, `Registry`,
 //!   `Token`, `Interest`, `Events`, `Event`). Chapter 4 builds its futures on it.
+//! - [`http_get`]: one HTTP GET on a non-blocking socket, as a state machine
+//!   that makes progress whenever its socket is ready and never waits.
+//! - [`client`]: many of those at once on one thread, driven by [`poll`].
+//! - [`mio_client`]: the same client on the real mio crate.
+//! - [`bench`]: one epoll thread vs one thread per request vs mio, measured.
 //!
 //! Linux only: `epoll` is a Linux syscall (macOS and the BSDs have `kqueue`,
 //! Windows has IOCP; hiding those differences is what mio is for).
@@ -21,6 +26,29 @@ compile_error!(
      mio, shown at the end of the chapter, is the portable version)"
 );
 
+// ANCHOR: syscall_macro
+/// Turns the C convention "returns -1 and leaves the reason in `errno`" into
+/// an [`std::io::Result`].
+///
+/// The caller writes the `unsafe` block (and the `// SAFETY:` comment saying
+/// why the call is sound) itself, so no unsafety hides inside the macro:
+///
+/// ```text
+/// // SAFETY: no pointers are passed; the kernel only reads the flag.
+/// let fd = syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+/// ```
+macro_rules! syscall {
+    ($call:expr) => {{
+        let result = $call;
+        if result == -1 { Err(std::io::Error::last_os_error()) } else { Ok(result) }
+    }};
+}
+// ANCHOR_END: syscall_macro
+
+pub mod bench;
+pub mod client;
+pub mod http_get;
+pub mod mio_client;
 #[cfg(target_os = "linux")]
 pub mod poll;
 pub mod syscall;
@@ -35,15 +63,11 @@ pub mod syscall;
 pub fn raise_open_files_limit() -> std::io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit for the kernel to fill in.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: `limit` is a valid rlimit; the kernel only reads it.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
+        syscall!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
     }
     Ok(limit.rlim_cur)
 }

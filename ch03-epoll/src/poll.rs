@@ -46,25 +46,6 @@ use std::ops::{BitOr, BitOrAssign};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-// ANCHOR: syscall_macro
-/// Turns the C convention "returns -1 and leaves the reason in `errno`" into
-/// an [`io::Result`].
-///
-/// The caller writes the `unsafe` block (and the `// SAFETY:` comment saying
-/// why the call is sound) itself, so no unsafety hides inside the macro:
-///
-/// ```text
-/// // SAFETY: no pointers are passed; the kernel only reads the flag.
-/// let fd = syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-/// ```
-macro_rules! syscall {
-    ($call:expr) => {{
-        let result = $call;
-        if result == -1 { Err(std::io::Error::last_os_error()) } else { Ok(result) }
-    }};
-}
-// ANCHOR_END: syscall_macro
-
 /// A number we choose when registering a source; every [`Event`] for that
 /// source carries it back.
 ///
@@ -166,17 +147,10 @@ const FLAG_NAMES: [(libc::c_int, &str); 8] = [
     (libc::EPOLLET, "ET"),
 ];
 
-impl fmt::Display for Flags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The 32 bits, most significant first, in groups of four.
-        f.write_str("0b")?;
-        for bit in (0..32).rev() {
-            f.write_str(if self.0 & (1 << bit) != 0 { "1" } else { "0" })?;
-            if bit % 4 == 0 && bit != 0 {
-                f.write_str("_")?;
-            }
-        }
-        // Then the names of the set bits; bits we do not name print as hex.
+impl Flags {
+    /// Just the names of the set bits, e.g. `IN|OUT`; `none` if no bit is
+    /// set, and bits without a name as hex.
+    pub fn names(&self) -> String {
         let mut names: Vec<String> = Vec::new();
         let mut named = 0u32;
         for (bit, name) in FLAG_NAMES {
@@ -189,7 +163,22 @@ impl fmt::Display for Flags {
         if self.0 & !named != 0 {
             names.push(format!("{:#x}", self.0 & !named));
         }
-        if names.is_empty() { f.write_str(" (none)") } else { write!(f, " ({})", names.join("|")) }
+        if names.is_empty() { "none".to_string() } else { names.join("|") }
+    }
+}
+
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The 32 bits, most significant first, in groups of four...
+        f.write_str("0b")?;
+        for bit in (0..32).rev() {
+            f.write_str(if self.0 & (1 << bit) != 0 { "1" } else { "0" })?;
+            if bit % 4 == 0 && bit != 0 {
+                f.write_str("_")?;
+            }
+        }
+        // ...then the names of the set bits.
+        write!(f, " ({})", self.names())
     }
 }
 

@@ -1,0 +1,168 @@
+//! Many HTTP GETs at once on one thread, driven by our [`Poll`].
+//!
+//! The event loop in [`get_all`] is the heart of the chapter:
+//!
+//! 1. start every connect without waiting, and register each socket once
+//!    with its index as the [`Token`];
+//! 2. sleep in [`Poll::poll`] until some sockets are ready;
+//! 3. for each event, let that request's [`HttpGet`] make all the progress it
+//!    can; when one finishes, take its answer and forget its socket;
+//! 4. repeat until every request has finished or the time is up.
+//!
+//! No request waits for another: answers are handled in the order the server
+//! sends them, not the order they were asked for.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use ch01_os_threads::client::connect_error;
+use ch01_os_threads::http::Response;
+
+use crate::http_get::{self, HttpGet, Step, StepOutcome};
+use crate::poll::{Events, Interest, Poll, Token};
+
+// ANCHOR: get_all
+/// `GET` every path from the server at `addr`, all at once, on this thread.
+///
+/// Returns one result per path, in the order of `paths`. `observe` sees each
+/// event as it is handled (the demo prints them). The outer error is for the
+/// event queue itself failing; a request that fails (refused, server closed
+/// early, bad response) gets its own `Err`, and requests still unfinished
+/// after `timeout` get `TimedOut`.
+pub fn get_all(
+    addr: SocketAddr,
+    paths: &[String],
+    timeout: Duration,
+    mut observe: impl FnMut(&Step),
+) -> io::Result<Vec<io::Result<Response>>> {
+    let deadline = Instant::now() + timeout;
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    // The token of request `i` is `Token(i)`; its slot becomes `None` when it
+    // finishes, so a late event for it finds nothing to do.
+    let mut requests: Vec<Option<HttpGet<TcpStream>>> = Vec::with_capacity(paths.len());
+    let mut results: Vec<Option<io::Result<Response>>> = Vec::with_capacity(paths.len());
+    let mut unfinished = 0;
+
+    for (i, path) in paths.iter().enumerate() {
+        // Edge-triggered, for reading and writing, registered once: the first
+        // writable edge says "connected", readable edges say "data arrived".
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::EDGE | Interest::RDHUP;
+        let started = connect_nonblocking(addr)
+            .map_err(|e| connect_error(addr, e))
+            .and_then(|stream| poll.registry().register(&stream, Token(i), interest).map(|()| stream));
+        match started {
+            Ok(stream) => {
+                requests.push(Some(HttpGet::new(stream, addr, path)));
+                results.push(None);
+                unfinished += 1;
+            }
+            Err(e) => {
+                requests.push(None);
+                results.push(Some(Err(e)));
+            }
+        }
+    }
+
+    while unfinished > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        poll.poll(&mut events, Some(deadline - now))?;
+        for event in events.iter() {
+            let Token(i) = event.token();
+            let readiness = event.flags().names();
+            let Some(request) = requests.get_mut(i).and_then(Option::as_mut) else {
+                // Finished already (or not ours): a late event. Ignoring it is
+                // what stops one end of file from being counted twice.
+                observe(&Step { token: i, readiness, wrote: 0, read: 0, outcome: StepOutcome::Stale });
+                continue;
+            };
+            let mut progress = request.advance();
+            observe(&Step::new(i, readiness, &progress));
+            if let Some(result) = progress.finished.take() {
+                // Deregister before the socket closes (dropping the request
+                // closes it), then free the slot: this request is over.
+                poll.registry().deregister(request.stream())?;
+                requests[i] = None;
+                results[i] = Some(result);
+                unfinished -= 1;
+            }
+        }
+    }
+
+    // Whatever is left ran out of time.
+    Ok(results
+        .into_iter()
+        .zip(paths)
+        .map(|(result, path)| result.unwrap_or_else(|| Err(http_get::timed_out(addr, path, timeout))))
+        .collect())
+}
+// ANCHOR_END: get_all
+
+// ANCHOR: connect
+/// Starts a TCP connect to `addr` without waiting for it to finish.
+///
+/// std's `TcpStream::connect` blocks until the handshake is done, so we make
+/// the socket ourselves: `SOCK_NONBLOCK` makes `connect` return at once with
+/// `EINPROGRESS`, and the socket becomes writable when the handshake ends
+/// (successfully or not; [`HttpGet`] checks which).
+pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket takes no pointers; on success it returns a new fd.
+    let fd = syscall!(unsafe { libc::socket(family, flags, 0) })?;
+    // SAFETY: `fd` is a fresh socket nobody else owns; from here on OwnedFd
+    // closes it, also on the error paths below.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    let result = match addr {
+        SocketAddr::V4(v4) => {
+            let address = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(), // network byte order (big-endian)
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `address` is a valid sockaddr_in and we pass its exact
+            // size; the kernel only reads it during the call.
+            unsafe { connect_raw(&socket, (&raw const address).cast(), size_of::<libc::sockaddr_in>()) }
+        }
+        SocketAddr::V6(v6) => {
+            let address = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above, for a sockaddr_in6.
+            unsafe { connect_raw(&socket, (&raw const address).cast(), size_of::<libc::sockaddr_in6>()) }
+        }
+    };
+    match result {
+        // Connected at once (possible on loopback) or in progress: either way
+        // the first writable event tells the state machine to go on.
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from(socket))
+}
+
+/// `connect(2)` on `socket`.
+///
+/// # Safety
+///
+/// `address` must point to a valid socket address of `length` bytes, readable
+/// for the duration of the call.
+unsafe fn connect_raw(socket: &OwnedFd, address: *const libc::sockaddr, length: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the caller guarantees `address` and `length`; the fd is open.
+    syscall!(unsafe { libc::connect(socket.as_raw_fd(), address, length as libc::socklen_t) })?;
+    Ok(())
+}
+// ANCHOR_END: connect

@@ -1,0 +1,194 @@
+//! The non-blocking clients (ours on `Poll`, and the mio one) against the
+//! embedded delay server and against tiny misbehaving servers written here.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use ch01_os_threads::delay_server::{Config, DelayServer};
+use ch01_os_threads::http::{self, Response, find_head_end};
+use ch03_epoll::http_get::{Step, StepOutcome};
+use ch03_epoll::{client, mio_client};
+
+/// Generous: only reached if something is broken, and then it fails instead of hanging.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+type GetAll = fn(SocketAddr, &[String], Duration, &mut dyn FnMut(&Step)) -> io::Result<Vec<io::Result<Response>>>;
+
+/// Both clients, to run every test on each.
+const CLIENTS: [(&str, GetAll); 2] = [
+    ("epoll", |addr, paths, timeout, observe| client::get_all(addr, paths, timeout, observe)),
+    ("mio", |addr, paths, timeout, observe| mio_client::get_all(addr, paths, timeout, observe)),
+];
+
+/// Runs a client and counts, per token, how often the loop reported it
+/// finished. The contract: exactly once each.
+fn run(get_all: GetAll, addr: SocketAddr, paths: &[String]) -> io::Result<Vec<io::Result<Response>>> {
+    let mut finished: HashMap<usize, usize> = HashMap::new();
+    let results = get_all(addr, paths, TIMEOUT, &mut |step: &Step| {
+        if matches!(step.outcome, StepOutcome::Answered(_) | StepOutcome::Failed(_)) {
+            *finished.entry(step.token).or_default() += 1;
+        }
+    })?;
+    assert_eq!(results.len(), paths.len());
+    assert!(finished.values().all(|&n| n == 1), "no request may finish twice: {finished:?}");
+    for (token, result) in results.iter().enumerate() {
+        if result.is_ok() {
+            assert_eq!(finished.get(&token), Some(&1), "answer {token} was reported as it arrived");
+        }
+    }
+    Ok(results)
+}
+
+#[test]
+fn every_body_arrives_exactly_once_from_the_delay_server() -> io::Result<()> {
+    let server = DelayServer::start(Config::default())?;
+    let paths: Vec<String> = (0..10).map(|i| http::path(10 * (10 - i), &format!("answer {i}"))).collect();
+    for (name, get_all) in CLIENTS {
+        let results = run(get_all, server.addr(), &paths)?;
+        let bodies: Vec<String> =
+            results.into_iter().map(|r| r.and_then(Response::into_ok_body)).collect::<Result<_, _>>()?;
+        let expected: Vec<String> = (0..10).map(|i| format!("answer {i}")).collect();
+        assert_eq!(bodies, expected, "{name}: results come back in request order");
+    }
+    server.shutdown()?;
+    Ok(())
+}
+
+/// A one-connection-at-a-time TCP server that reads each request head and
+/// then lets `answer` do what it likes with the socket.
+fn tiny_server(
+    connections: usize,
+    answer: fn(&mut TcpStream) -> io::Result<()>,
+) -> io::Result<(SocketAddr, JoinHandle<io::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let handle = thread::spawn(move || {
+        for _ in 0..connections {
+            let (mut stream, _) = listener.accept()?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while find_head_end(&head).is_none() {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            answer(&mut stream)?;
+            // Dropping the stream closes it: the client reads end of file.
+        }
+        Ok(())
+    });
+    Ok((addr, handle))
+}
+
+#[test]
+fn a_body_sent_in_many_small_pieces_arrives_whole_and_once() -> io::Result<()> {
+    for (name, get_all) in CLIENTS {
+        let (addr, server) = tiny_server(3, |stream| {
+            stream.set_nodelay(true)?; // send each piece as its own TCP segment
+            let body = "pieces ".repeat(20);
+            let response =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            for piece in response.as_bytes().chunks(3) {
+                stream.write_all(piece)?;
+            }
+            Ok(())
+        })?;
+        let paths = vec!["/a".to_string(), "/b".to_string(), "/c".to_string()];
+        let results = run(get_all, addr, &paths)?;
+        for result in results {
+            assert_eq!(result?.body, "pieces ".repeat(20), "{name}");
+        }
+        server.join().unwrap()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_server_that_answers_and_closes_at_once_is_counted_once() -> io::Result<()> {
+    // The whole answer and the close arrive together: one event can carry
+    // the data, the end of file and the hang-up. Later events for the same
+    // socket must not produce a second answer (`run` counts).
+    for (name, get_all) in CLIENTS {
+        let (addr, server) = tiny_server(5, |stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfast")?;
+            stream.shutdown(std::net::Shutdown::Both)
+        })?;
+        let paths: Vec<String> = (0..5).map(|i| format!("/{i}")).collect();
+        for result in run(get_all, addr, &paths)? {
+            assert_eq!(result?.body, "fast", "{name}");
+        }
+        server.join().unwrap()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_server_that_closes_before_the_body_ends_is_an_error() -> io::Result<()> {
+    for (name, get_all) in CLIENTS {
+        let (addr, server) = tiny_server(1, |stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\ntoo short")
+        })?;
+        let mut results = run(get_all, addr, &["/x".to_string()])?;
+        let err = results.remove(0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{name}: {err}");
+        assert!(err.to_string().contains("Content-Length"), "{name}: {err}");
+        assert!(err.to_string().contains("GET /x"), "{name}: the error names the request: {err}");
+        server.join().unwrap()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_server_that_closes_without_answering_is_an_error() -> io::Result<()> {
+    for (name, get_all) in CLIENTS {
+        let (addr, server) = tiny_server(1, |_stream| Ok(()))?;
+        let mut results = run(get_all, addr, &["/silent".to_string()])?;
+        let err = results.remove(0).unwrap_err();
+        assert!(err.to_string().contains("GET /silent"), "{name}: {err}");
+        server.join().unwrap()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_refused_connection_is_a_clear_error() -> io::Result<()> {
+    // Bind to get a free port, then close it: nobody listens there now.
+    let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    for (name, get_all) in CLIENTS {
+        let mut results = get_all(addr, &["/1/x".to_string()], TIMEOUT, &mut |_| {})?;
+        let err = results.remove(0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{name}: {err}");
+        assert!(err.to_string().contains(&format!("no delay server at {addr}")), "{name}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_address_is_a_clear_error() -> io::Result<()> {
+    // The broadcast address cannot be connected to with TCP: the kernel
+    // refuses at once (ENETUNREACH), before any packet is sent.
+    let addr: SocketAddr = "255.255.255.255:80".parse().unwrap();
+    for (name, get_all) in CLIENTS {
+        let mut results = get_all(addr, &["/1/x".to_string()], TIMEOUT, &mut |_| {})?;
+        let err = results.remove(0).unwrap_err();
+        assert!(err.to_string().contains("255.255.255.255:80"), "{name}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?; // accepts (the kernel does), never answers
+    for (name, get_all) in CLIENTS {
+        let mut results =
+            get_all(listener.local_addr()?, &["/never".to_string()], Duration::from_millis(50), &mut |_| {})?;
+        let err = results.remove(0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{name}: {err}");
+    }
+    Ok(())
+}

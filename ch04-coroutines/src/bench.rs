@@ -1,0 +1,224 @@
+//! `bench`: N concurrent GETs through coroutines vs chapter 3's raw event loop.
+//!
+//! Every measured run is a fresh process (this binary, re-executed with a
+//! hidden `bench-run` argument), so that its peak resident memory (`VmHWM`)
+//! belongs to that run alone and no allocator cache from an earlier run
+//! hides what it used. The delay server runs in another child process
+//! (`serve-for-bench`): 10 000 connections mean 10 000 server threads, which
+//! should not share an address space and a file-descriptor limit with the
+//! client being measured.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ch01_os_threads::delay_server::{Config, DelayServer};
+use ch01_os_threads::measure::{ProcStatus, cpu_time};
+use ch01_os_threads::report::{self, Table};
+use ch01_os_threads::{http, say};
+use ch04_coroutines::combinators::then;
+use ch04_coroutines::future::{Future, ready};
+use ch04_coroutines::http::HttpGetFuture;
+use ch04_coroutines::log::Log;
+use ch04_coroutines::runtime::Executor;
+
+/// Hidden subcommand: run the delay server for the bench.
+pub const SERVE: &str = "serve-for-bench";
+/// Hidden subcommand: one measured run.
+pub const RUN_ONE: &str = "bench-run";
+
+/// How long the server holds every request: long enough that all N
+/// requests are in flight at the same time.
+const DELAY_MS: u64 = 1_000;
+/// Runs per cell; the table shows the median.
+const RUNS: usize = 3;
+/// The request counts.
+const SIZES: [usize; 2] = [1_000, 10_000];
+
+/// The two ways to send N GETs.
+const APPROACHES: [&str; 2] = ["coroutines", "raw event loop"];
+
+/// One measured run, as `bench-run` prints it.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+    peak_extra: u64,
+    polls: u64,
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let limit = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    say!("main", "RLIMIT_NOFILE: soft limit raised to the hard limit, {limit} (the child processes inherit it)");
+    let server = BenchServer::start()?;
+    say!("main", "delay server (child process {}) on {}; every GET waits {DELAY_MS} ms", server.child.id(), server.addr);
+
+    println!("{}", report::machine());
+    let mut table = Table::new(&["N GETs at once", "approach", "wall", "CPU", "peak RSS added", "per request", "polls"]);
+    for n in SIZES {
+        if n as u64 + 64 > limit {
+            say!("main", "skipping N = {n}: the open-files limit {limit} is too low (raise `ulimit -Hn`)");
+            continue;
+        }
+        for approach in APPROACHES {
+            let mut samples = Vec::with_capacity(RUNS);
+            for _ in 0..RUNS {
+                samples.push(run_child(approach, n, server.addr)?);
+            }
+            let median = |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
+            let wall = Duration::from_nanos(median(|s| s.wall.as_nanos() as u64));
+            let cpu = Duration::from_nanos(median(|s| s.cpu.as_nanos() as u64));
+            let peak = median(|s| s.peak_extra);
+            let polls = if approach == "coroutines" { median(|s| s.polls).to_string() } else { "-".into() };
+            table.row(&[
+                n.to_string(),
+                approach.to_string(),
+                report::duration(wall),
+                report::duration(cpu),
+                report::bytes(peak),
+                report::bytes(peak / n as u64),
+                polls,
+            ]);
+        }
+    }
+    println!("{table}");
+    println!(
+        "(median of {RUNS} runs, each in a fresh process; wall includes the {DELAY_MS} ms the server waits; \
+         CPU and memory are the client's only; 'peak RSS added' = VmHWM minus VmRSS at the start of the run)"
+    );
+    server.stop()
+}
+
+/// Runs one measurement in a child process and reads its numbers.
+fn run_child(approach: &str, n: usize, addr: SocketAddr) -> anyhow::Result<Sample> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let output = Command::new(exe)
+        .args([RUN_ONE, approach, &n.to_string(), &addr.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running a bench child")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("the {approach} run with N = {n} failed ({}): {text}", output.status);
+    }
+    let numbers: Vec<u64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+    let [wall, cpu, peak_extra, polls] = numbers[..] else { bail!("unexpected bench-run output {text:?}") };
+    Ok(Sample { wall: Duration::from_nanos(wall), cpu: Duration::from_nanos(cpu), peak_extra, polls })
+}
+
+/// `bench-run <approach> <n> <addr>`: one run; prints
+/// `<wall ns> <cpu ns> <peak RSS added> <polls>`.
+pub fn run_one(args: &[String]) -> anyhow::Result<()> {
+    let [approach, n, addr] = args else { bail!("usage: {RUN_ONE} <approach> <n> <addr>") };
+    let n: usize = n.parse().context("n")?;
+    let addr: SocketAddr = addr.parse().context("addr")?;
+    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let path = http::path(DELAY_MS, "x");
+
+    let before = ProcStatus::read()?.resident_bytes;
+    let cpu_before = cpu_time()?;
+    let started = Instant::now();
+    let (ok, polls) = match approach.as_str() {
+        "coroutines" => coroutines(addr, &path, n)?,
+        "raw event loop" => (raw_event_loop(addr, &path, n)?, 0),
+        other => bail!("unknown approach {other:?}"),
+    };
+    let wall = started.elapsed();
+    let cpu = cpu_time()? - cpu_before;
+    let peak = ProcStatus::read()?.peak_resident_bytes;
+    if ok != n {
+        bail!("{approach}: only {ok} of {n} GETs succeeded");
+    }
+    println!("{} {} {} {polls}", wall.as_nanos(), cpu.as_nanos(), peak.saturating_sub(before));
+    Ok(())
+}
+
+// ANCHOR: bench_coroutines
+/// N tasks on our executor, each a `then` coroutine around one
+/// `HttpGetFuture`. Returns (successful GETs, polls).
+fn coroutines(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<(usize, u64)> {
+    let log = Log::silent();
+    let mut executor = Executor::new(&log)?;
+    let ok = Rc::new(Cell::new(0));
+    let tasks: Vec<Box<dyn Future<Output = ()>>> = (0..n)
+        .map(|_| {
+            let ok = Rc::clone(&ok);
+            let task = then(HttpGetFuture::new(addr, path), move |body: std::io::Result<String>| {
+                if body.is_ok() {
+                    ok.set(ok.get() + 1);
+                }
+                ready(())
+            });
+            Box::new(task) as Box<dyn Future<Output = ()>>
+        })
+        .collect();
+    executor.run(tasks)?;
+    Ok((ok.get(), executor.stats().polls))
+}
+// ANCHOR_END: bench_coroutines
+
+/// The same N GETs through chapter 3's event loop (`ch03_epoll::client::get_all`):
+/// one `Vec` of ch03 `HttpGet` state machines indexed by token, no futures.
+fn raw_event_loop(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<usize> {
+    let paths = vec![path.to_string(); n];
+    let results = ch03_epoll::client::get_all(addr, &paths, Duration::from_secs(60), |_| {})?;
+    Ok(results.iter().filter(|result| result.as_ref().is_ok_and(|response| response.status == 200)).count())
+}
+
+/// `serve-for-bench`: a delay server for 10 000+ connections; prints its
+/// address, then serves until stdin closes (the parent exits or is done).
+pub fn serve_for_bench() -> anyhow::Result<()> {
+    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let config = Config { max_connections: 12_000, ..Config::default() };
+    let server = DelayServer::start(config).context("starting the bench delay server")?;
+    println!("{}", server.addr());
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line)? > 0 {}
+    server.shutdown()?;
+    Ok(())
+}
+
+/// The delay server child process.
+struct BenchServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl BenchServer {
+    fn start() -> anyhow::Result<BenchServer> {
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let mut child = Command::new(exe)
+            .arg(SERVE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the delay server child")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first)?;
+        let addr = match first.trim().parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the delay server child said {first:?} instead of its address");
+            }
+        };
+        Ok(BenchServer { child, addr })
+    }
+
+    /// Closes the child's stdin (its signal to shut down) and waits for it.
+    fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.child.stdin.take());
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the delay server child exited with {status}");
+        }
+        Ok(())
+    }
+}

@@ -8,11 +8,11 @@
 //! should not share an address space and a file-descriptor limit with the
 //! client being measured.
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -55,10 +55,16 @@ pub fn run() -> anyhow::Result<()> {
     let limit = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
     say!("main", "RLIMIT_NOFILE: soft limit raised to the hard limit, {limit} (the child processes inherit it)");
     let server = BenchServer::start()?;
-    say!("main", "delay server (child process {}) on {}; every GET waits {DELAY_MS} ms", server.child.id(), server.addr);
+    say!(
+        "main",
+        "delay server (child process {}) on {}; every GET waits {DELAY_MS} ms",
+        server.child.id(),
+        server.addr
+    );
 
     println!("{}", report::machine());
-    let mut table = Table::new(&["N GETs at once", "approach", "wall", "CPU", "peak RSS added", "per request", "polls"]);
+    let mut table =
+        Table::new(&["N GETs at once", "approach", "wall", "CPU", "peak RSS added", "per request", "polls"]);
     for n in SIZES {
         if n as u64 + 64 > limit {
             say!("main", "skipping N = {n}: the open-files limit {limit} is too low (raise `ulimit -Hn`)");
@@ -69,7 +75,8 @@ pub fn run() -> anyhow::Result<()> {
             for _ in 0..RUNS {
                 samples.push(run_child(approach, n, server.addr)?);
             }
-            let median = |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
+            let median =
+                |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
             let wall = Duration::from_nanos(median(|s| s.wall.as_nanos() as u64));
             let cpu = Duration::from_nanos(median(|s| s.cpu.as_nanos() as u64));
             let peak = median(|s| s.peak_extra);

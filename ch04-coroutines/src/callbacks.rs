@@ -60,7 +60,12 @@ impl EventLoop {
 
     /// An empty loop.
     pub fn new() -> io::Result<EventLoop> {
-        Ok(EventLoop { poll: Poll::new()?, events: Events::with_capacity(64), next_token: 0, in_flight: HashMap::new() })
+        Ok(EventLoop {
+            poll: Poll::new()?,
+            events: Events::with_capacity(64),
+            next_token: 0,
+            in_flight: HashMap::new(),
+        })
     }
 
     // ANCHOR: get

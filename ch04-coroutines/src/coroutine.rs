@@ -21,7 +21,7 @@
 use std::io;
 use std::mem::size_of;
 
-use crate::future::{AsStd, Future, FromStd, PollState};
+use crate::future::{AsStd, FromStd, Future, PollState};
 use crate::http::{Fetch, Http};
 use crate::log::Log;
 use crate::runtime::{Executor, Stats};

@@ -63,7 +63,9 @@ fn with_reactor<R>(f: impl FnOnce(&mut Reactor) -> io::Result<R>) -> io::Result<
     // `try_with`: a future dropped while the thread exits may find the
     // thread-local already gone; that is "no executor", not a crash.
     let outside = || {
-        io::Error::other("a leaf future was polled outside an Executor: run it with Executor::block_on or Executor::run")
+        io::Error::other(
+            "a leaf future was polled outside an Executor: run it with Executor::block_on or Executor::run",
+        )
     };
     REACTOR
         .try_with(|cell| match cell.borrow_mut().as_mut() {
@@ -81,9 +83,9 @@ fn with_reactor<R>(f: impl FnOnce(&mut Reactor) -> io::Result<R>) -> io::Result<
 /// (there would be no task to wake).
 pub fn register(source: &impl AsRawFd, interest: Interest, component: &str) -> io::Result<(Token, Log)> {
     with_reactor(|reactor| {
-        let task = reactor.current_task.ok_or_else(|| {
-            io::Error::other("a leaf future registered a socket while no task was being polled")
-        })?;
+        let task = reactor
+            .current_task
+            .ok_or_else(|| io::Error::other("a leaf future registered a socket while no task was being polled"))?;
         let token = Token(reactor.next_token);
         reactor.next_token += 1;
         reactor.poll.registry().register(source, token, interest)?;

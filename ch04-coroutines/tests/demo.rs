@@ -1,0 +1,41 @@
+//! Runs the demo binary's main path, as a learner would.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_runs_and_shows_each_part() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ch04-coroutines"))
+        .env_remove("DELAY_SERVER") // always the embedded server
+        .output()
+        .expect("the demo binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {}: {stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+
+    // Part 1: the poll / wait / wake phases and the no-busy-loop summary.
+    for needle in ["poll task 0 (poll #1)", "wait in Poll::poll", "wake: token 0 is ready", "NotStarted -> Pending"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("coroutine 1 returned 15"), "{stdout}");
+
+    // Part 2: answers arrive in delay order, results come back in input order.
+    let order: Vec<usize> = ["[coroutine 3]", "[coroutine 5]", "[coroutine 6]", "[coroutine 4]", "[coroutine 2]"]
+        .iter()
+        .map(|tag| stdout.find(tag).unwrap_or_else(|| panic!("missing {tag}")))
+        .collect();
+    assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "completion order should follow the delays:\n{stdout}");
+    assert!(stdout.contains(r#"join_all returned ["a", "b", "c", "d", "e"] (input order)"#), "{stdout}");
+
+    // Part 3 and 4.
+    assert!(stdout.contains("the three printed the same lines: yes"), "{stdout}");
+    assert!(stdout.contains("hand-written FetchThree (enum)") && stdout.contains("sum of the states"), "{stdout}");
+}
+
+#[test]
+fn help_and_unknown_arguments() {
+    let help = Command::new(env!("CARGO_BIN_EXE_ch04-coroutines")).arg("--help").output().expect("runs");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("bench"));
+    let wrong = Command::new(env!("CARGO_BIN_EXE_ch04-coroutines")).arg("nonsense").output().expect("runs");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown argument"));
+}

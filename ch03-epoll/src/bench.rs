@@ -1,1 +1,268 @@
-//! (bench: being written)
+//! The chapter's measurement: N concurrent delayed requests three ways.
+//!
+//! - **epoll**: one thread, our [`client`](crate::client) on our `Poll`;
+//! - **threads**: chapter 1's way, one OS thread per request, each blocked in
+//!   `ch01_os_threads::client::get`;
+//! - **mio**: one thread, [`mio_client`](crate::mio_client).
+//!
+//! Each request asks the delay server to wait [`DELAY_MS`]; all are in flight
+//! at once, so the ideal wall time is the delay itself, and what we measure is
+//! the price of waiting for N things at once: wall time, CPU time (user plus
+//! system, of this process only) and memory (peak resident set, and how far
+//! it rose above where the run started).
+//!
+//! The server runs in another process (see the binary's `bench`), so its
+//! threads, sockets, CPU time and memory are not mixed into the clients'.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ch01_os_threads::delay_server::Config;
+use ch01_os_threads::http;
+use ch01_os_threads::measure::{self, ProcStatus};
+use ch01_os_threads::report::{self, Table};
+
+use crate::{client, mio_client};
+
+/// The hidden subcommand that runs the bench's delay server in a child process.
+pub const SERVE_FOR_BENCH: &str = "serve-for-bench";
+
+/// How long the server waits before answering each request.
+pub const DELAY_MS: u64 = 500;
+
+/// How many connections the bench's server holds at once: above the largest N.
+pub const SERVER_MAX_CONNECTIONS: usize = 12_000;
+
+/// Stack of each thread-per-request client thread. The thread only runs a
+/// blocking `connect`/`write`/`read`, so 64 KiB is plenty (std's default is 2 MiB).
+pub const CLIENT_THREAD_STACK: usize = 64 * 1024;
+
+/// How long one run may take before its unfinished requests count as failed.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The delay server the bench starts in its child process: chapter 1's
+/// thread-per-connection server, sized for 10 000 connections.
+pub fn server_config() -> Config {
+    Config {
+        max_connections: SERVER_MAX_CONNECTIONS,
+        // A handler parses one request and sleeps; 64 KiB is plenty, and
+        // 10 000 of them reserve 640 MiB of address space instead of 20 GiB.
+        stack_size: 64 * 1024,
+        // Ask for a deep accept queue; the kernel caps it at net.core.somaxconn.
+        backlog: 65_535,
+        idle_timeout: Duration::from_secs(30),
+        ..Config::default()
+    }
+}
+
+/// Where the bench sends its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchServer {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Its connection cap, if we started it (an external one is unknown).
+    pub max_connections: Option<usize>,
+}
+
+/// The three ways of waiting for N answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approach {
+    /// One thread, our epoll-based client.
+    Epoll,
+    /// One blocking OS thread per request (chapter 1).
+    Threads,
+    /// One thread, the mio-based client.
+    Mio,
+}
+
+impl Approach {
+    /// The three, in the order the table lists them.
+    pub const ALL: [Approach; 3] = [Approach::Epoll, Approach::Mio, Approach::Threads];
+
+    /// The name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Approach::Epoll => "epoll, 1 thread",
+            Approach::Threads => "thread per request",
+            Approach::Mio => "mio, 1 thread",
+        }
+    }
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// From the first connect to the last answer.
+    pub wall: Duration,
+    /// CPU time this process used during the run (user + system, all threads).
+    pub cpu: Duration,
+    /// The highest resident set size during the run.
+    pub peak_rss: u64,
+    /// How far the resident set rose above where it was when the run began.
+    pub rss_rise: u64,
+    /// Requests answered `200 OK` with the right body.
+    pub answered: usize,
+    /// The first failure, if any request failed.
+    pub first_error: Option<String>,
+}
+
+// ANCHOR: run
+/// Sends `n` concurrent requests, each asking the server to wait
+/// `delay_ms`, to `addr` the given way, and measures.
+pub fn run(approach: Approach, addr: SocketAddr, n: usize, delay_ms: u64) -> io::Result<Sample> {
+    let paths: Vec<String> = (0..n).map(|i| http::path(delay_ms, &format!("r{i}"))).collect();
+    measure::reset_peak_rss()?; // so this run gets its own peak
+    let rss_before = ProcStatus::read()?.resident_bytes;
+    let cpu_before = measure::cpu_time()?;
+    let started = Instant::now();
+
+    let results: Vec<io::Result<String>> = match approach {
+        Approach::Epoll => bodies(client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
+        Approach::Mio => bodies(mio_client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
+        Approach::Threads => one_thread_per_request(addr, &paths),
+    };
+
+    let wall = started.elapsed();
+    let cpu = measure::cpu_time()?.saturating_sub(cpu_before);
+    let peak_rss = ProcStatus::read()?.peak_resident_bytes;
+    let mut answered = 0;
+    let mut first_error = None;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(body) if body == format!("r{i}") => answered += 1,
+            Ok(body) => first_error = first_error.or(Some(format!("request {i} got the body {body:?}"))),
+            Err(e) => first_error = first_error.or(Some(e.to_string())),
+        }
+    }
+    Ok(Sample { wall, cpu, peak_rss, rss_rise: peak_rss.saturating_sub(rss_before), answered, first_error })
+}
+// ANCHOR_END: run
+
+fn bodies(results: Vec<io::Result<http::Response>>) -> Vec<io::Result<String>> {
+    results.into_iter().map(|r| r.and_then(http::Response::into_ok_body)).collect()
+}
+
+/// Chapter 1's way: a thread per request, each blocked until its answer.
+/// If the OS refuses a thread, the requests without one fail with that error.
+fn one_thread_per_request(addr: SocketAddr, paths: &[String]) -> Vec<io::Result<String>> {
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut results: Vec<io::Result<String>> = Vec::with_capacity(paths.len());
+    let mut spawned = 0;
+    for (i, path) in paths.iter().enumerate() {
+        let (done_tx, path) = (done_tx.clone(), path.clone());
+        let spawn = thread::Builder::new().stack_size(CLIENT_THREAD_STACK).spawn(move || {
+            let body = ch01_os_threads::client::get(addr, &path).and_then(http::Response::into_ok_body);
+            let _ = done_tx.send((i, body));
+        });
+        match spawn {
+            Ok(_detached) => spawned += 1,
+            Err(e) => {
+                // Stop spawning: the rest fail with the OS's reason.
+                let why = format!("only {spawned} of {} threads could be started: {e}", paths.len());
+                results.resize_with(paths.len(), || Err(io::Error::other(why.clone())));
+                break;
+            }
+        }
+    }
+    drop(done_tx);
+    results.resize_with(paths.len(), || Err(io::Error::other("no answer")));
+    // Every spawned thread sends exactly once (ch01's client has timeouts, so
+    // each one finishes); the loop ends when the last sender is gone.
+    for (i, body) in done_rx {
+        results[i] = body;
+    }
+    results
+}
+
+/// Runs every approach for every size, each request asking for a
+/// `delay_ms` wait, and returns the table (with notes under it).
+/// `progress` hears about each run as it finishes.
+pub fn table(
+    server: &BenchServer,
+    sizes: &[usize],
+    delay_ms: u64,
+    mut progress: impl FnMut(&str),
+) -> io::Result<String> {
+    let mut table = Table::new(&["approach", "N", "runs", "wall", "CPU time", "peak RSS", "RSS rise", "answered"]);
+    let mut notes = Vec::new();
+    for &n in sizes {
+        let runs = runs_for(n);
+        if let Some(cap) = server.max_connections
+            && n > cap
+        {
+            notes.push(format!("N = {n} is more than the server's cap of {cap} connections: expect 503s"));
+        }
+        for approach in Approach::ALL {
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let sample = run(approach, server.addr, n, delay_ms)?;
+                progress(&format!(
+                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}",
+                    approach.name(),
+                    report::duration(sample.wall),
+                    report::duration(sample.cpu),
+                    report::bytes(sample.peak_rss),
+                    sample.answered
+                ));
+                samples.push(sample);
+            }
+            let median =
+                |f: fn(&Sample) -> u128| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
+            let fewest_answered = samples.iter().map(|s| s.answered).min().unwrap_or(0);
+            if let Some(error) = samples.iter().find_map(|s| s.first_error.clone()) {
+                notes.push(format!("{} at N = {n}: {error}", approach.name()));
+            }
+            table.row(&[
+                approach.name().to_string(),
+                n.to_string(),
+                runs.to_string(),
+                report::duration(Duration::from_nanos(median(|s| s.wall.as_nanos()) as u64)),
+                report::duration(Duration::from_nanos(median(|s| s.cpu.as_nanos()) as u64)),
+                report::bytes(median(|s| s.peak_rss.into()) as u64),
+                report::bytes(median(|s| s.rss_rise.into()) as u64),
+                format!("{fewest_answered}/{n}"),
+            ]);
+        }
+    }
+    let mut out = format!(
+        "{n_sizes} sizes x 3 approaches; each request waits {delay_ms} ms at the server, all in flight at once.\n\
+         wall, CPU time (this process: user + system) and RSS are medians over `runs`; \"answered\" is the worst run.\n\
+         RSS rise = peak resident set minus the resident set when the run began.\n\n{table}",
+        n_sizes = sizes.len()
+    );
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    Ok(out)
+}
+
+/// Several runs where they are cheap, one where a run holds 10 000 sockets.
+pub fn runs_for(n: usize) -> usize {
+    match n {
+        0..=100 => 5,
+        101..=1_000 => 3,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ch01_os_threads::delay_server::DelayServer;
+
+    #[test]
+    fn every_approach_answers_every_request() -> io::Result<()> {
+        let server = DelayServer::start(Config::default())?;
+        for approach in Approach::ALL {
+            let sample = run(approach, server.addr(), 20, 10)?;
+            assert_eq!(sample.answered, 20, "{}: {:?}", approach.name(), sample.first_error);
+            assert!(sample.first_error.is_none());
+            assert!(sample.peak_rss > 0);
+        }
+        server.shutdown()?;
+        Ok(())
+    }
+}

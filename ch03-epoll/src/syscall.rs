@@ -22,6 +22,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// The shape all three share: write `bytes` to `fd`, get the count back.
+pub type WriteFn = fn(BorrowedFd<'_>, &[u8]) -> io::Result<usize>;
+
+/// The three ways, with a description of each, in the order the demo runs them.
+pub const WAYS: [(&str, WriteFn); 3] = [
+    ("the `syscall` instruction (inline asm)", write_asm),
+    ("libc::write", write_libc),
+    ("our own extern \"C\" fn write", write_ffi),
+];
+
 /// `write(fd, bytes)` with the `syscall` instruction, no library involved.
 ///
 /// Only x86-64 Linux has the register convention written here; elsewhere this
@@ -138,9 +148,6 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
-
-    type WriteFn = fn(BorrowedFd<'_>, &[u8]) -> io::Result<usize>;
-    const WAYS: [(&str, WriteFn); 3] = [("asm", write_asm), ("libc", write_libc), ("ffi", write_ffi)];
 
     #[test]
     fn each_way_writes_the_bytes() {

@@ -1,0 +1,72 @@
+//! Runs the built binary: the guided demo, `--help`, a bad command, and a
+//! tiny bench (which starts its delay server in a child process).
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ch03-epoll"))
+        .args(args)
+        .env_remove("DELAY_SERVER") // always the embedded server
+        .output()
+        .expect("the demo binary runs")
+}
+
+#[test]
+fn the_demo_runs_and_shows_each_section() {
+    let output = run(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+
+    // 1. three syscall lines, each in the trace format, each fully written.
+    for how in ["the `syscall` instruction (inline asm)", "libc::write", "our own extern \"C\" fn write"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("[syscall]") && l.ends_with(&format!("written by {how}"))),
+            "{how}\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("the kernel took").count(), 3);
+
+    // 2 and 6. every answer exactly once per client.
+    for component in ["[epoll]", "[mio]"] {
+        for i in 0..10 {
+            let answered = format!("answered \"answer {i}\"");
+            let count = stdout.lines().filter(|l| l.starts_with(component) && l.ends_with(&answered)).count();
+            assert_eq!(count, 1, "{component} answer {i}\n{stdout}");
+        }
+    }
+    assert!(stdout.contains("(IN|OUT|RDHUP|ET)"), "{stdout}");
+
+    // 3. level reports every round, edge once, and alone it stays silent.
+    assert_eq!(stdout.matches(": token 0 IN  read 2 bytes").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches(": token 1 IN  read 2 bytes").count(), 1, "{stdout}");
+    assert!(stdout.contains("edge alone: 0 event(s)"), "{stdout}");
+
+    // 4. oneshot: one event, none, one after re-arming.
+    assert!(stdout.contains("after the 1st write: 1 event(s)"), "{stdout}");
+    assert!(stdout.contains("after the 2nd write: 0 event(s)"), "{stdout}");
+    assert!(stdout.contains("after reregister:    1 event(s)"), "{stdout}");
+
+    // 5. the regular file is refused with EPERM.
+    assert!(stdout.contains("refused: Operation not permitted"), "{stdout}");
+}
+
+#[test]
+fn help_and_a_bad_command() {
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("USAGE"));
+
+    let bad = run(&["frobnicate"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown command \"frobnicate\""));
+}
+
+#[test]
+fn a_tiny_bench_runs_against_a_child_server() {
+    let output = run(&["bench", "--sizes", "3", "--delay-ms", "1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("delay server in child process"), "{stdout}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" | ") && l.ends_with(" 3/3")).collect();
+    assert_eq!(rows.len(), 3, "three approaches, every request answered:\n{stdout}");
+}

@@ -47,6 +47,31 @@ pub async fn fetch_three_async<F: Fetch>(fetch: F, log: Log) -> io::Result<usize
 }
 // ANCHOR_END: async_fn
 
+// ANCHOR: async_fn_scoped
+/// The same program, written so that each value dies as soon as it is no
+/// longer needed (blocks end `one` and `two` before the next await). Same
+/// lines, same result; only the size of the future changes (see [`size_table`]).
+pub async fn fetch_three_async_scoped<F: Fetch>(fetch: F, log: Log) -> io::Result<usize> {
+    log.say("start: three GETs, one after the other");
+    let (mut bytes, get_two) = {
+        let one = AsStd(fetch.get(DELAYS[0], "one")).await?;
+        log.say(format!("first answer {one:?}; asking for {one:?} + \"-two\""));
+        (one.len(), fetch.get(DELAYS[1], &format!("{one}-two")))
+    };
+    let get_three = {
+        let two = AsStd(get_two).await?;
+        bytes += two.len();
+        log.say(format!("second answer {two:?}; {bytes} bytes so far"));
+        fetch.get(DELAYS[2], "three")
+    };
+    drop(fetch);
+    let three = AsStd(get_three).await?;
+    bytes += three.len();
+    log.say(format!("third answer {three:?}; done: {bytes} bytes in 3 answers"));
+    Ok(bytes)
+}
+// ANCHOR_END: async_fn_scoped
+
 // ANCHOR: states
 /// The hand-written coroutine: one variant per await point.
 pub enum FetchThree<F: Fetch> {
@@ -234,7 +259,9 @@ pub struct SizeRow {
 /// future, all for real GETs ([`Http`]).
 pub fn size_table() -> Vec<SizeRow> {
     // Creating the async fn's future runs none of its code; we only measure it.
-    let unpolled = fetch_three_async(Http { addr: ([127, 0, 0, 1], 0).into() }, Log::silent());
+    let http = Http { addr: ([127, 0, 0, 1], 0).into() };
+    let unpolled = fetch_three_async(http, Log::silent());
+    let unpolled_scoped = fetch_three_async_scoped(http, Log::silent());
     vec![
         SizeRow { what: "state Start", bytes: size_of::<Start<Http>>() },
         SizeRow { what: "state AwaitingOne", bytes: size_of::<AwaitingOne<Http>>() },
@@ -242,6 +269,7 @@ pub fn size_table() -> Vec<SizeRow> {
         SizeRow { what: "state AwaitingThree", bytes: size_of::<AwaitingThree<Http>>() },
         SizeRow { what: "hand-written FetchThree (enum)", bytes: size_of::<FetchThree<Http>>() },
         SizeRow { what: "async fn fetch_three_async", bytes: size_of_val(&unpolled) },
+        SizeRow { what: "async fn fetch_three_async_scoped", bytes: size_of_val(&unpolled_scoped) },
     ]
 }
 // ANCHOR_END: size_table

@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::task::{Context, Waker};
 
 use ch04_coroutines::combinators::{join_all, then};
-use ch04_coroutines::coroutine::{FetchThree, fetch_three_async, size_table};
+use ch04_coroutines::coroutine::{FetchThree, fetch_three_async, fetch_three_async_scoped, size_table};
 use ch04_coroutines::future::{FromStd, Future, PollState};
 use ch04_coroutines::http::HttpGetFuture;
 use ch04_coroutines::log::Log;
@@ -108,6 +108,13 @@ fn the_async_fn_prints_what_the_hand_written_coroutine_prints() {
     assert_eq!((hand.expect("ok"), hand_polls), (15, 7));
     assert_eq!((compiler.expect("ok"), compiler_polls), (15, 7));
     assert_eq!(by_hand.lines(), by_compiler.lines());
+
+    // The version that ends each value early prints the same, too.
+    let scoped = Log::recording();
+    let mut async_scoped = FromStd::new(fetch_three_async_scoped(script(2), scoped.named("c")));
+    let (result, polls) = poll_by_hand(&mut async_scoped, 20).expect("finishes");
+    assert_eq!((result.expect("ok"), polls), (15, 7));
+    assert_eq!(by_hand.lines(), scoped.lines());
 }
 
 #[test]

@@ -11,8 +11,13 @@
 //! system, of this process only) and memory (peak resident set, and how far
 //! it rose above where the run started).
 //!
-//! The server runs in another process (see the binary's `bench`), so its
-//! threads, sockets, CPU time and memory are not mixed into the clients'.
+//! Processes keep the numbers apart. The server runs in a child process of
+//! its own (the binary's hidden `serve-for-bench`), so its threads, sockets,
+//! CPU time and memory are not mixed into the clients'. And each measured run
+//! is a fresh child process too (`bench-run`): a process keeps memory it has
+//! freed (the allocator holds on to it, glibc caches exited threads' stacks),
+//! so a run measured after another in the same process would carry the
+//! earlier run's memory in its peak.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +34,10 @@ use crate::{client, mio_client};
 
 /// The hidden subcommand that runs the bench's delay server in a child process.
 pub const SERVE_FOR_BENCH: &str = "serve-for-bench";
+
+/// The hidden subcommand that makes one measured run in a fresh child
+/// process and prints its [`Sample`] as one line (see [`Sample::to_line`]).
+pub const RUN_ONE: &str = "bench-run";
 
 /// How long the server waits before answering each request.
 pub const DELAY_MS: u64 = 500;
@@ -82,6 +91,20 @@ impl Approach {
     /// The three, in the order the table lists them.
     pub const ALL: [Approach; 3] = [Approach::Epoll, Approach::Mio, Approach::Threads];
 
+    /// The short name on the command line (`epoll`, `mio`, `threads`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Approach::Epoll => "epoll",
+            Approach::Threads => "threads",
+            Approach::Mio => "mio",
+        }
+    }
+
+    /// The approach with this [`id`](Self::id).
+    pub fn from_id(id: &str) -> Option<Approach> {
+        Approach::ALL.into_iter().find(|a| a.id() == id)
+    }
+
     /// The name in the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -107,6 +130,39 @@ pub struct Sample {
     pub answered: usize,
     /// The first failure, if any request failed.
     pub first_error: Option<String>,
+}
+
+impl Sample {
+    /// The sample as one line of text, for a child process to print:
+    /// `wall_ns cpu_ns peak_rss rss_rise answered first_error-or--`.
+    pub fn to_line(&self) -> String {
+        let error = self.first_error.as_deref().unwrap_or("-").replace('\n', " ");
+        format!(
+            "{} {} {} {} {} {error}",
+            self.wall.as_nanos(),
+            self.cpu.as_nanos(),
+            self.peak_rss,
+            self.rss_rise,
+            self.answered
+        )
+    }
+
+    /// Reads back what [`to_line`](Self::to_line) wrote.
+    pub fn from_line(line: &str) -> io::Result<Sample> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("not a bench sample: {line:?}"));
+        let mut parts = line.trim().splitn(6, ' ');
+        let mut number = || parts.next().and_then(|p| p.parse::<u64>().ok()).ok_or_else(bad);
+        let (wall, cpu, peak_rss, rss_rise, answered) = (number()?, number()?, number()?, number()?, number()?);
+        let error = parts.next().ok_or_else(bad)?;
+        Ok(Sample {
+            wall: Duration::from_nanos(wall),
+            cpu: Duration::from_nanos(cpu),
+            peak_rss,
+            rss_rise,
+            answered: answered as usize,
+            first_error: (error != "-").then(|| error.to_string()),
+        })
+    }
 }
 
 // ANCHOR: run
@@ -148,35 +204,39 @@ fn bodies(results: Vec<io::Result<http::Response>>) -> Vec<io::Result<String>> {
 /// Chapter 1's way: a thread per request, each blocked until its answer.
 /// If the OS refuses a thread, the requests without one fail with that error.
 fn one_thread_per_request(addr: SocketAddr, paths: &[String]) -> Vec<io::Result<String>> {
+    let mut results: Vec<io::Result<String>> =
+        paths.iter().map(|_| Err(io::Error::other("no answer (its thread ended without one)"))).collect();
     let (done_tx, done_rx) = mpsc::channel();
-    let mut results: Vec<io::Result<String>> = Vec::with_capacity(paths.len());
-    let mut spawned = 0;
     for (i, path) in paths.iter().enumerate() {
         let (done_tx, path) = (done_tx.clone(), path.clone());
         let spawn = thread::Builder::new().stack_size(CLIENT_THREAD_STACK).spawn(move || {
             let body = ch01_os_threads::client::get(addr, &path).and_then(http::Response::into_ok_body);
             let _ = done_tx.send((i, body));
         });
-        match spawn {
-            Ok(_detached) => spawned += 1,
-            Err(e) => {
-                // Stop spawning: the rest fail with the OS's reason.
-                let why = format!("only {spawned} of {} threads could be started: {e}", paths.len());
-                results.resize_with(paths.len(), || Err(io::Error::other(why.clone())));
-                break;
+        if let Err(e) = spawn {
+            // Out of threads (memory maps, pids, ...): the rest fail with the OS's reason.
+            let why = format!("only {i} of {} threads could be started: {e}", paths.len());
+            for result in &mut results[i..] {
+                *result = Err(io::Error::other(why.clone()));
             }
+            break;
         }
     }
     drop(done_tx);
-    results.resize_with(paths.len(), || Err(io::Error::other("no answer")));
-    // Every spawned thread sends exactly once (ch01's client has timeouts, so
-    // each one finishes); the loop ends when the last sender is gone.
+    // Every started thread sends once (ch01's client has timeouts, so each
+    // one finishes); the loop ends when the last sender is gone.
     for (i, body) in done_rx {
         results[i] = body;
     }
     results
 }
 
+/// How one measured run is made: `(approach, server, n, delay_ms)`. The
+/// binary runs each in a fresh child process ([`RUN_ONE`]); [`run`] does it
+/// in this process.
+pub type RunOne<'a> = &'a mut dyn FnMut(Approach, SocketAddr, usize, u64) -> io::Result<Sample>;
+
+// ANCHOR: table
 /// Runs every approach for every size, each request asking for a
 /// `delay_ms` wait, and returns the table (with notes under it).
 /// `progress` hears about each run as it finishes.
@@ -184,9 +244,11 @@ pub fn table(
     server: &BenchServer,
     sizes: &[usize],
     delay_ms: u64,
+    run_one: RunOne<'_>,
     mut progress: impl FnMut(&str),
 ) -> io::Result<String> {
-    let mut table = Table::new(&["approach", "N", "runs", "wall", "CPU time", "peak RSS", "RSS rise", "answered"]);
+    let mut table =
+        Table::new(&["approach", "N", "runs", "wall", "CPU time", "peak RSS", "RSS rise", "answered", "SYNs dropped"]);
     let mut notes = Vec::new();
     for &n in sizes {
         let runs = runs_for(n);
@@ -197,15 +259,19 @@ pub fn table(
         }
         for approach in Approach::ALL {
             let mut samples = Vec::with_capacity(runs);
+            let mut drops = Vec::with_capacity(runs);
             for _ in 0..runs {
-                let sample = run(approach, server.addr, n, delay_ms)?;
+                let overflows_before = listen_overflows().unwrap_or(0);
+                let sample = run_one(approach, server.addr, n, delay_ms)?;
+                drops.push(listen_overflows().unwrap_or(0).saturating_sub(overflows_before));
                 progress(&format!(
-                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}",
+                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}  SYNs dropped {}",
                     approach.name(),
                     report::duration(sample.wall),
                     report::duration(sample.cpu),
                     report::bytes(sample.peak_rss),
-                    sample.answered
+                    sample.answered,
+                    drops.last().copied().unwrap_or(0),
                 ));
                 samples.push(sample);
             }
@@ -224,19 +290,35 @@ pub fn table(
                 report::bytes(median(|s| s.peak_rss.into()) as u64),
                 report::bytes(median(|s| s.rss_rise.into()) as u64),
                 format!("{fewest_answered}/{n}"),
+                report::median(&drops).unwrap_or(0).to_string(),
             ]);
         }
     }
     let mut out = format!(
-        "{n_sizes} sizes x 3 approaches; each request waits {delay_ms} ms at the server, all in flight at once.\n\
-         wall, CPU time (this process: user + system) and RSS are medians over `runs`; \"answered\" is the worst run.\n\
-         RSS rise = peak resident set minus the resident set when the run began.\n\n{table}",
-        n_sizes = sizes.len()
+        "Each request waits {delay_ms} ms at the server; all N are in flight at once. Every run is a fresh process.\n\
+         wall, CPU time (the client process: user + system), peak RSS and RSS rise (peak minus the RSS when the\n\
+         run began) are medians over `runs`; \"answered\" is the worst run; \"SYNs dropped\" counts connection\n\
+         attempts the server's full accept queue dropped (TcpExt ListenOverflows, whole machine), each retried by\n\
+         the client's kernel 1 s later.\n\n{table}"
     );
     for note in notes {
         out.push_str(&format!("note: {note}\n"));
     }
     Ok(out)
+}
+// ANCHOR_END: table
+
+/// How many connection attempts were dropped because a listen queue was
+/// full (`TcpExt: ListenOverflows` in `/proc/net/netstat`, for the whole
+/// network namespace since boot).
+pub fn listen_overflows() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat")?;
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next(), tcp_ext.next());
+    let missing = || io::Error::new(io::ErrorKind::InvalidData, "no TcpExt ListenOverflows in /proc/net/netstat");
+    let (names, values) = names.zip(values).ok_or_else(missing)?;
+    let index = names.split_whitespace().position(|name| name == "ListenOverflows").ok_or_else(missing)?;
+    values.split_whitespace().nth(index).and_then(|v| v.parse().ok()).ok_or_else(missing)
 }
 
 /// Several runs where they are cheap, one where a run holds 10 000 sockets.
@@ -252,6 +334,29 @@ pub fn runs_for(n: usize) -> usize {
 mod tests {
     use super::*;
     use ch01_os_threads::delay_server::DelayServer;
+
+    #[test]
+    fn a_sample_survives_the_trip_through_a_line() -> io::Result<()> {
+        let sample = Sample {
+            wall: Duration::from_millis(512),
+            cpu: Duration::from_micros(4_880),
+            peak_rss: 2_600_000,
+            rss_rise: 4096,
+            answered: 99,
+            first_error: Some("GET /1/x from 127.0.0.1:9: refused".into()),
+        };
+        let back = Sample::from_line(&sample.to_line())?;
+        assert_eq!(format!("{back:?}"), format!("{sample:?}"));
+        let clean = Sample { first_error: None, ..sample };
+        assert_eq!(Sample::from_line(&clean.to_line())?.first_error, None);
+        assert!(Sample::from_line("12 nonsense").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_listen_overflow_counter_is_readable() {
+        assert!(listen_overflows().is_ok());
+    }
 
     #[test]
     fn every_approach_answers_every_request() -> io::Result<()> {

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         None => demo(),
         Some("bench") => run_bench(&args[1..]),
         Some(bench::SERVE_FOR_BENCH) => serve_for_bench(),
+        Some(bench::RUN_ONE) => bench_run_one(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
             Ok(())
@@ -294,7 +295,10 @@ fn run_bench(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let soft = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    say!("bench", "raised this process's open-file limit (RLIMIT_NOFILE soft) to its hard limit: {soft}");
+    say!(
+        "bench",
+        "open-file limit (RLIMIT_NOFILE) soft limit raised to the hard limit, {soft}, here and in each child"
+    );
 
     // The server runs in a child process (this same binary, re-executed), so
     // its threads and sockets do not count against the clients' limits and
@@ -315,8 +319,43 @@ fn run_bench(args: &[String]) -> anyhow::Result<()> {
     };
     println!();
     println!("{}", report::machine());
-    let table = bench::table(&server, &sizes, delay_ms, |line| say!("bench", "{line}")).context("running the bench")?;
+    let table = bench::table(&server, &sizes, delay_ms, &mut run_in_child, |line| say!("bench", "{line}"))
+        .context("running the bench")?;
     println!("{table}");
+    Ok(())
+}
+
+/// One measured run in a fresh process of its own, so that its peak RSS and
+/// CPU time are its own and nothing an earlier run left behind (freed memory
+/// the allocator keeps, cached thread stacks) is counted.
+fn run_in_child(approach: bench::Approach, addr: SocketAddr, n: usize, delay_ms: u64) -> io::Result<bench::Sample> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .args([bench::RUN_ONE, approach.id(), &n.to_string(), &delay_ms.to_string(), &addr.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(io::Error::other(format!(
+            "the {} run for N = {n} failed ({}): {stdout}",
+            approach.id(),
+            output.status
+        )));
+    }
+    bench::Sample::from_line(stdout.lines().last().unwrap_or_default())
+}
+
+/// The hidden `bench-run APPROACH N DELAY_MS ADDR` subcommand: one run,
+/// printed as one line for the parent to read.
+fn bench_run_one(args: &[String]) -> anyhow::Result<()> {
+    let [approach, n, delay_ms, addr] = args else { bail!("usage: {} APPROACH N DELAY_MS ADDR", bench::RUN_ONE) };
+    let approach = bench::Approach::from_id(approach).with_context(|| format!("no approach {approach:?}"))?;
+    let n: usize = n.parse().with_context(|| format!("N {n:?}"))?;
+    let delay_ms: u64 = delay_ms.parse().with_context(|| format!("delay {delay_ms:?}"))?;
+    let addr: SocketAddr = addr.parse().with_context(|| format!("address {addr:?}"))?;
+    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let sample = bench::run(approach, addr, n, delay_ms).context("the measured run")?;
+    println!("{}", sample.to_line());
     Ok(())
 }
 

@@ -63,8 +63,16 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     println!("{}", report::machine());
-    let mut table =
-        Table::new(&["N GETs at once", "approach", "wall", "CPU", "peak RSS added", "per request", "polls"]);
+    let mut table = Table::new(&[
+        "N GETs at once",
+        "approach",
+        "wall",
+        "CPU",
+        "peak RSS added",
+        "per request",
+        "polls",
+        "listen overflows",
+    ]);
     for n in SIZES {
         if n as u64 + 64 > limit {
             say!("main", "skipping N = {n}: the open-files limit {limit} is too low (raise `ulimit -Hn`)");
@@ -72,8 +80,11 @@ pub fn run() -> anyhow::Result<()> {
         }
         for approach in APPROACHES {
             let mut samples = Vec::with_capacity(RUNS);
+            let mut overflows = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
+                let before = listen_overflows();
                 samples.push(run_child(approach, n, server.addr)?);
+                overflows.push(listen_overflows().saturating_sub(before));
             }
             let median =
                 |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
@@ -89,15 +100,33 @@ pub fn run() -> anyhow::Result<()> {
                 report::bytes(peak),
                 report::bytes(peak / n as u64),
                 polls,
+                report::median(&overflows).unwrap_or(0).to_string(),
             ]);
         }
     }
     println!("{table}");
     println!(
         "(median of {RUNS} runs, each in a fresh process; wall includes the {DELAY_MS} ms the server waits; \
-         CPU and memory are the client's only; 'peak RSS added' = VmHWM minus VmRSS at the start of the run)"
+         CPU and memory are the client's only; 'peak RSS added' = VmHWM minus VmRSS at the start of the run;\n\
+         'listen overflows' = handshakes the server's full accept queue dropped (TcpExtListenOverflows, \
+         system-wide): each one costs its client a 1 s retry, which is what makes wall time at 10 000 vary)"
     );
     server.stop()
+}
+
+/// The kernel's count of connections dropped because a listen queue was full
+/// (`TcpExtListenOverflows` in `/proc/net/netstat`); 0 if unreadable.
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    // The file pairs a line of names with a line of values, both starting "TcpExt:".
+    let mut tcp_ext = text.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs one measurement in a child process and reads its numbers.

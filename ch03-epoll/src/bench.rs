@@ -281,6 +281,16 @@ pub fn table(
             if let Some(error) = samples.iter().find_map(|s| s.first_error.clone()) {
                 notes.push(format!("{} at N = {n}: {error}", approach.name()));
             }
+            if let Some(&most) = drops.iter().max()
+                && most > 0
+            {
+                notes.push(format!(
+                    "{} at N = {n}: the server's accept queue overflowed ({most} SYNs dropped, retried 1 s later): \
+                     chapter 1's thread-per-connection server, not this client, set the wall time; compare CPU \
+                     time and RSS",
+                    approach.name()
+                ));
+            }
             table.row(&[
                 approach.name().to_string(),
                 n.to_string(),

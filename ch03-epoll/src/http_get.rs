@@ -306,11 +306,13 @@ mod tests {
     /// so the test decides exactly where `WouldBlock`, partial writes and
     /// end of file happen. Any I/O after the script ends is a test failure.
     struct Scripted {
+        /// Whether the handshake has finished (`peer_addr` succeeds).
         connected: bool,
         /// Per `write` call: how many bytes the kernel accepts (`None` = WouldBlock).
         writes: VecDeque<Option<usize>>,
         /// Per `read` call: bytes to hand out (`None` = WouldBlock, empty = end of file).
         reads: VecDeque<Option<Vec<u8>>>,
+        /// Everything written, to check the request arrived whole.
         sent: Vec<u8>,
     }
 

@@ -52,7 +52,10 @@ use std::time::{Duration, Instant};
 /// Usually an index into a `Vec` or `Slab` of connections, so finding the
 /// connection that became ready is one array access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Token(pub usize);
+pub struct Token(
+    /// The number; the kernel keeps it in the 64-bit `data` of `epoll_event`.
+    pub usize,
+);
 
 // ANCHOR: interest
 /// What we want to hear about for a source, as the bitmask `epoll` takes.
@@ -70,7 +73,10 @@ pub struct Token(pub usize);
 /// `Display` and `Debug` print exactly that: the 32 bits and the names of the
 /// bits that are set, e.g. `0b1000_0000_0000_0000_0000_0000_0000_0001 (IN|ET)`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Interest(u32);
+pub struct Interest(
+    /// The `EPOLL*` bits, exactly as `epoll_ctl` takes them.
+    u32,
+);
 
 impl Interest {
     /// `EPOLLIN`: tell me when a read would not block (data arrived, or the
@@ -133,7 +139,10 @@ impl fmt::Debug for Interest {
 /// printed as its 32 bits and the names of the bits that are set:
 /// `0b0000_0000_0000_0000_0000_0000_0000_0101 (IN|OUT)`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flags(pub u32);
+pub struct Flags(
+    /// The raw `EPOLL*` bits.
+    pub u32,
+);
 
 /// The `epoll` bits this module names, lowest bit first (the order they print in).
 const FLAG_NAMES: [(libc::c_int, &str); 8] = [

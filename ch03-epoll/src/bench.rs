@@ -1,9 +1,9 @@
 //! The chapter's measurement: N concurrent delayed requests three ways.
 //!
-//! - **epoll**: one thread, our [`client`](crate::client) on our `Poll`;
+//! - **epoll**: one thread, our [`client`] on our `Poll`;
 //! - **threads**: chapter 1's way, one OS thread per request, each blocked in
 //!   `ch01_os_threads::client::get`;
-//! - **mio**: one thread, [`mio_client`](crate::mio_client).
+//! - **mio**: one thread, [`mio_client`].
 //!
 //! Each request asks the delay server to wait [`DELAY_MS`]; all are in flight
 //! at once, so the ideal wall time is the delay itself, and what we measure is

@@ -15,7 +15,7 @@
 //!   that makes progress whenever its socket is ready and never waits.
 //! - [`client`]: many of those at once on one thread, driven by [`poll`].
 //! - [`mio_client`]: the same client on the real mio crate.
-//! - [`bench`]: one epoll thread vs one thread per request vs mio, measured.
+//! - [`bench`](mod@bench): one epoll thread vs one thread per request vs mio, measured.
 //!
 //! Linux only: `epoll` is a Linux syscall (macOS and the BSDs have `kqueue`,
 //! Windows has IOCP; hiding those differences is what mio is for).

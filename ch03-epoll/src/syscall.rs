@@ -132,7 +132,7 @@ mod ffi {
     }
 }
 
-/// `write(fd, bytes)` through the hand-declared [`ffi`] binding.
+/// `write(fd, bytes)` through the hand-declared `ffi::write` above.
 pub fn write_ffi(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     // SAFETY: the declaration in `ffi` matches the C prototype (int, const
     // void *, size_t) -> ssize_t on Linux; the pointer and length describe the

@@ -1,3 +1,60 @@
-//! Chapter 2: green threads, stackful fibers with our own context switch
+//! # Chapter 2: green threads
 //!
-//! (Being written: see the chapter issue.)
+//! Stackful, cooperative fibers ("green threads") with our own context switch,
+//! on stable Rust. Each fiber has its own stack, like an OS thread, but
+//! switching between fibers is a plain function call into a few lines of
+//! assembly that swap the stack pointer and the registers a function must
+//! preserve: no kernel, no system call, a few nanoseconds.
+//!
+//! Cooperative means a fiber runs until *it* decides to give up the CPU with
+//! [`yield_now`]. That is what makes switching cheap, and also the catch: a
+//! fiber that never yields starves all the others, and a fiber that blocks in
+//! a system call (a slow `read`) blocks every fiber on the thread.
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use ch02_green_threads::{Config, run, spawn, yield_now};
+//!
+//! let log = run(Config::default(), || {
+//!     let log = Rc::new(RefCell::new(Vec::new()));
+//!     for name in ["a", "b"] {
+//!         let log = Rc::clone(&log);
+//!         spawn(move || {
+//!             for i in 0..2 {
+//!                 log.borrow_mut().push(format!("{name}{i}"));
+//!                 yield_now(); // let the other one run
+//!             }
+//!         })?;
+//!     }
+//!     Ok::<_, std::io::Error>(log) // `run` waits for both fibers before returning
+//! })??;
+//! assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Layout
+//!
+//! - [`arch`]: the context switch, a `#[unsafe(naked)]` function per CPU
+//!   (x86-64 only), with the stack layout of a new fiber.
+//! - [`stack`]: `mmap`ed stacks with a guard page, a free list, and the
+//!   high-water mark of how much of a stack a fiber used.
+//! - [`overflow`]: the `SIGSEGV` handler that turns a hit on a guard page into
+//!   "green thread 3 overflowed its 64 KiB stack".
+//! - [`runtime`]: [`run`], [`spawn`], [`yield_now`], [`JoinHandle`]: a
+//!   round-robin scheduler with the calling thread as the main fiber.
+//!
+//! Runtimes are per thread and nothing here is `Send`: a fiber never moves to
+//! another OS thread (its stack holds references into this thread's
+//! thread-locals, among other things).
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ch02-green-threads supports Linux only (x86-64): it uses mmap, mincore, sigaltstack and SIGSEGV");
+
+pub mod arch;
+pub mod overflow;
+pub mod runtime;
+pub mod stack;
+
+pub use runtime::{
+    Config, FiberStats, JoinError, JoinHandle, Stats, current_id, run, spawn, stats, yield_now, yield_now_naive,
+};

@@ -90,7 +90,7 @@ fn me() -> String {
 /// Step 1: three fibers count to three, yielding after each number.
 fn take_turns() -> anyhow::Result<()> {
     say!("main", "step 1: three green threads count to 3, yielding after each number");
-    run(Config::default(), || -> anyhow::Result<()> {
+    run(Config::measuring_stack_use(), || -> anyhow::Result<()> {
         let mut fibers = Vec::new();
         for _ in 0..3 {
             fibers.push(spawn(|| {
@@ -128,7 +128,7 @@ fn ten_thousand() -> anyhow::Result<()> {
     say!("main", "step 2: {FIBERS} green threads, each adds 1 to a counter and yields, {YIELDS} times");
     let before = ProcStatus::read()?;
     let start = Instant::now();
-    let (total, parked, stats) = run(Config::default(), || -> io::Result<_> {
+    let (total, parked, stats) = run(Config::measuring_stack_use(), || -> io::Result<_> {
         let counter = Rc::new(Cell::new(0u64));
         let mut fibers = Vec::with_capacity(FIBERS);
         for _ in 0..FIBERS {
@@ -309,10 +309,9 @@ fn bench() -> anyhow::Result<()> {
     let round_trip_naive = median_of(RUNS, || yield_round_trip::<true>(200_000))?;
     let bare = median_of(RUNS, || bare::round_trip::<false>(200_000))?;
     let bare_naive = median_of(RUNS, || bare::round_trip::<true>(200_000))?;
-    let quiet = Config { measure_stack_use: false, ..Config::default() };
-    let spawn_recycled = median_of(RUNS, || spawn_join(20_000, quiet))?;
-    let spawn_measured = median_of(RUNS, || spawn_join(5_000, Config::default()))?;
-    let spawn_fresh = median_of(RUNS, || spawn_join(300, Config { max_free_stacks: 0, ..quiet }))?;
+    let spawn_recycled = median_of(RUNS, || spawn_join(20_000, Config::default()))?;
+    let spawn_measured = median_of(RUNS, || spawn_join(5_000, Config::measuring_stack_use()))?;
+    let spawn_fresh = median_of(RUNS, || spawn_join(300, Config { max_free_stacks: 0, ..Config::default() }))?;
     let memory = fiber_memory(10_000)?;
 
     let os_hand_over = median_of(RUNS, || measure::ping_pong(2_000, true)).context("ch01 ping-pong")?;
@@ -341,7 +340,7 @@ fn bench() -> anyhow::Result<()> {
             &duration(os_spawn),
             &ratio(os_spawn, spawn_recycled),
         ])
-        .row(&["  same, measuring stack use (the default)", &duration(spawn_measured), "", ""])
+        .row(&["  same, measuring stack use", &duration(spawn_measured), "", ""])
         .row(&["  same, fresh mmap for every stack", &duration(spawn_fresh), "", ""])
         .row(&["memory reserved (virtual) each", &bytes(memory.0), &bytes(os_memory.virtual_per_thread), ""])
         .row(&["memory resident each, after running", &bytes(memory.1), &bytes(os_memory.resident_per_thread), ""]);

@@ -60,16 +60,24 @@ pub struct Config {
     /// comes on top). Default 64 KiB.
     pub stack_size: usize,
     /// Measure each finished fiber's stack high-water mark (one `mincore`
-    /// call and a short scan per fiber, a few hundred ns). Default on.
+    /// system call and a short scan per fiber: it multiplies the cost of a
+    /// short fiber's life by about ten). Default off.
     pub measure_stack_use: bool,
     /// Keep at most this many finished fibers' stacks for reuse; beyond that
     /// they are unmapped. Default 1024.
     pub max_free_stacks: usize,
 }
 
+impl Config {
+    /// The default settings, but measuring every fiber's stack use.
+    pub fn measuring_stack_use() -> Config {
+        Config { measure_stack_use: true, ..Config::default() }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Config { stack_size: DEFAULT_STACK_SIZE, measure_stack_use: true, max_free_stacks: 1024 }
+        Config { stack_size: DEFAULT_STACK_SIZE, measure_stack_use: false, max_free_stacks: 1024 }
     }
 }
 
@@ -421,7 +429,7 @@ impl Runtime {
     // ANCHOR: exit
     /// The running fiber has finished: it leaves the ring and becomes the
     /// zombie, and its successor runs. Returns the slots for that last switch.
-    fn prepare_exit(&mut self) -> Option<(*mut *mut u8, *mut u8)> {
+    fn prepare_exit(&mut self, panicked: bool) -> Option<(*mut *mut u8, *mut u8)> {
         self.reap(); // an earlier zombie: its stack is not ours, safe to recycle now
         let me = self.current;
         let next = self.fibers[me].as_ref()?.next;
@@ -432,6 +440,7 @@ impl Runtime {
         self.current = next;
         self.zombie = Some(me);
         self.stats.finished += 1;
+        self.stats.panicked += u64::from(panicked);
         Some(self.switch_slots(me, next))
     }
 
@@ -493,16 +502,18 @@ enum JoinState {
 extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
     let slot = arg.addr();
     let task = with_runtime(|rt| rt.fibers.get(slot)?.as_ref()?.task.clone()).flatten();
+    let mut panicked = false;
     if let Some(task) = task {
         // `task.run()` catches the closure's panic itself. This outer catch is
         // for the rare panic after that (a panicking `Drop` of the payload or
         // of the result): no unwind may leave this function, since above it
         // there is no frame to unwind into, only the 0 return address.
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
+        panicked = panic::catch_unwind(AssertUnwindSafe(|| task.run())).unwrap_or_else(|payload| {
             mem::forget(payload); // dropping it might panic again
-        }
+            true
+        });
     }
-    let switch = with_runtime(Runtime::prepare_exit).flatten();
+    let switch = with_runtime(|rt| rt.prepare_exit(panicked)).flatten();
     if let Some((save, resume)) = switch {
         // SAFETY: we are finished; the runtime made the next ready fiber
         // current and keeps our stack (as the zombie) mapped until another
@@ -540,15 +551,16 @@ struct Shared<F, T> {
 
 /// The fiber's side of [`Shared`].
 trait Task {
-    /// Runs the closure, catching a panic, and stores the result.
-    fn run(&self);
+    /// Runs the closure, catching a panic, and stores the result. Returns
+    /// whether it panicked.
+    fn run(&self) -> bool;
     /// Records the measured stack use.
     fn record_stack_use(&self, bytes: usize);
 }
 
 impl<F: FnOnce() -> T, T> Task for Shared<F, T> {
-    fn run(&self) {
-        let Some(f) = self.closure.take() else { return };
+    fn run(&self) -> bool {
+        let Some(f) = self.closure.take() else { return false };
         let (result, payload) = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(value) => (Ok(value), None),
             Err(payload) => {
@@ -569,7 +581,9 @@ impl<F: FnOnce() -> T, T> Task for Shared<F, T> {
         } else {
             self.result.set(Some(result));
         }
+        let panicked = payload.is_some();
         drop(payload); // last: if this panics, the result is already stored
+        panicked
     }
 
     fn record_stack_use(&self, bytes: usize) {

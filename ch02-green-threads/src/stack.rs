@@ -145,10 +145,12 @@ impl Stack {
         let mut resident = [0u8; 64];
         'chunks: for first in (0..pages).step_by(resident.len()) {
             let count = resident.len().min(pages - first);
-            // SAFETY: the range lies in our mapping and starts on a page
-            // boundary; `resident` has room for `count` entries.
+            // SAFETY: page `first` lies inside our usable range.
             let start = unsafe { self.bottom().add(first * page) };
-            syscall!(unsafe { libc::mincore(start.cast(), count * page, resident.as_mut_ptr()) })?;
+            // SAFETY: [start, start + count pages) lies in our mapping and
+            // starts on a page boundary; `resident` has room for `count` entries.
+            let result = unsafe { libc::mincore(start.cast(), count * page, resident.as_mut_ptr()) };
+            syscall!(result)?;
             for (i, flags) in resident[..count].iter().enumerate() {
                 if flags & 1 == 1 {
                     lowest_resident = Some(first + i);

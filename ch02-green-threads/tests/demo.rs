@@ -1,0 +1,74 @@
+//! The binary: the guided demo's main path, `overflow`, and argument errors.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+fn run_binary(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ch02-green-threads"))
+        .args(args)
+        .env_remove("DELAY_SERVER")
+        .output()
+        .expect("the demo binary starts")
+}
+
+/// The text after the `[component]  N ms  ` prefix of each trace line from `who`.
+fn said_by<'a>(stdout: &'a str, who: &str) -> Vec<&'a str> {
+    let prefix = format!("[{who}]");
+    stdout
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.split_once(" ms  ").map(|(_, text)| text))
+        .collect()
+}
+
+#[test]
+fn the_guided_demo_runs_every_step_and_exits_0() {
+    let output = run_binary(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+
+    // Step 1: exact interleaving of the three counters.
+    let counts: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("[fiber") && l.contains("count "))
+        .map(|l| format!("{} {}", &l[1..8], l.rsplit("count ").next().unwrap_or("")))
+        .collect();
+    let expected: Vec<String> = (1..=3).flat_map(|i| (1..=3).map(move |f| format!("fiber {f} {i}"))).collect();
+    assert_eq!(counts, expected);
+    assert_eq!(stdout.matches("returned 6; it used").count(), 3);
+
+    // Step 2: the counter is right.
+    assert!(stdout.contains("counter = 1000000 (expected 1000000)"), "{stdout}");
+
+    // Step 3: the hog finishes before the green ticker ticks at all.
+    let main_lines = said_by(&stdout, "main");
+    assert!(main_lines.iter().any(|l| l.starts_with("step 3")));
+    let hog_done = stdout.find("only now can anyone else run").expect("hog line");
+    let first_green_tick = stdout[hog_done..].find("tick 1");
+    assert!(first_green_tick.is_some(), "the ticker ticks after the hog");
+    assert_eq!(said_by(&stdout, "tick thread").len(), 3);
+
+    // Step 4: the blocking read got its answer, and the ticker stalled meanwhile.
+    assert!(stdout.contains("got \"slow\""), "{stdout}");
+    let got = stdout.find("got \"slow\"").expect("answer line");
+    assert!(stdout[got..].contains("tick 2"), "tick 2 comes only after the blocking read returns");
+    assert!(stdout.trim_end().ends_with("done"));
+}
+
+#[test]
+fn overflow_dies_by_sigabrt_with_the_guard_page_message() {
+    let output = run_binary(&["overflow"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "status {:?}, stderr:\n{stderr}", output.status);
+    assert!(stderr.contains("green thread 1 overflowed its 64 KiB stack"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let help = run_binary(&["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("overflow"));
+    let bad = run_binary(&["nonsense"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown arguments"));
+}

@@ -49,6 +49,7 @@ struct Sample {
     cpu: Duration,
     peak_extra: u64,
     polls: u64,
+    failed: u64,
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -72,6 +73,7 @@ pub fn run() -> anyhow::Result<()> {
         "per request",
         "polls",
         "listen overflows",
+        "failed GETs",
     ]);
     for n in SIZES {
         if n as u64 + 64 > limit {
@@ -101,6 +103,7 @@ pub fn run() -> anyhow::Result<()> {
                 report::bytes(peak / n as u64),
                 polls,
                 report::median(&overflows).unwrap_or(0).to_string(),
+                samples.iter().map(|s| s.failed).sum::<u64>().to_string(),
             ]);
         }
     }
@@ -109,7 +112,8 @@ pub fn run() -> anyhow::Result<()> {
         "(median of {RUNS} runs, each in a fresh process; wall includes the {DELAY_MS} ms the server waits; \
          CPU and memory are the client's only; 'peak RSS added' = VmHWM minus VmRSS at the start of the run;\n\
          'listen overflows' = handshakes the server's full accept queue dropped (TcpExtListenOverflows, \
-         system-wide): each one costs its client a 1 s retry, which is what makes wall time at 10 000 vary)"
+         system-wide): each one costs its client a 1 s retry, which is what makes wall time at 10 000 vary;\n\
+         'failed GETs' is the total over the {RUNS} runs)"
     );
     server.stop()
 }
@@ -142,8 +146,8 @@ fn run_child(approach: &str, n: usize, addr: SocketAddr) -> anyhow::Result<Sampl
         bail!("the {approach} run with N = {n} failed ({}): {text}", output.status);
     }
     let numbers: Vec<u64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
-    let [wall, cpu, peak_extra, polls] = numbers[..] else { bail!("unexpected bench-run output {text:?}") };
-    Ok(Sample { wall: Duration::from_nanos(wall), cpu: Duration::from_nanos(cpu), peak_extra, polls })
+    let [wall, cpu, peak_extra, polls, failed] = numbers[..] else { bail!("unexpected bench-run output {text:?}") };
+    Ok(Sample { wall: Duration::from_nanos(wall), cpu: Duration::from_nanos(cpu), peak_extra, polls, failed })
 }
 
 /// `bench-run <approach> <n> <addr>`: one run; prints
@@ -166,10 +170,10 @@ pub fn run_one(args: &[String]) -> anyhow::Result<()> {
     let wall = started.elapsed();
     let cpu = cpu_time()? - cpu_before;
     let peak = ProcStatus::read()?.peak_resident_bytes;
-    if ok != n {
-        bail!("{approach}: only {ok} of {n} GETs succeeded");
-    }
-    println!("{} {} {} {polls}", wall.as_nanos(), cpu.as_nanos(), peak.saturating_sub(before));
+    // A failed GET (e.g. a handshake the busy server dropped until the client
+    // gave up) is counted in the table, not hidden and not fatal.
+    let failed = n - ok;
+    println!("{} {} {} {polls} {failed}", wall.as_nanos(), cpu.as_nanos(), peak.saturating_sub(before));
     Ok(())
 }
 
@@ -184,8 +188,9 @@ fn coroutines(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<(usize, 
         .map(|_| {
             let ok = Rc::clone(&ok);
             let task = then(HttpGetFuture::new(addr, path), move |body: std::io::Result<String>| {
-                if body.is_ok() {
-                    ok.set(ok.get() + 1);
+                match body {
+                    Ok(_) => ok.set(ok.get() + 1),
+                    Err(e) => eprintln!("[bench] coroutine GET failed: {e}"),
                 }
                 ready(())
             });
@@ -202,6 +207,9 @@ fn coroutines(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<(usize, 
 fn raw_event_loop(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<usize> {
     let paths = vec![path.to_string(); n];
     let results = ch03_epoll::client::get_all(addr, &paths, Duration::from_secs(60), |_| {})?;
+    for error in results.iter().filter_map(|result| result.as_ref().err()) {
+        eprintln!("[bench] raw event loop GET failed: {error}");
+    }
     Ok(results.iter().filter(|result| result.as_ref().is_ok_and(|response| response.status == 200)).count())
 }
 

@@ -13,6 +13,29 @@
 //! means being called again. That is exactly what the compiler writes for an
 //! `async fn`: here we write it by hand, see its phases, and measure its size.
 //!
+//! ```
+//! use ch01_os_threads::delay_server::{Config, DelayServer};
+//! use ch04_coroutines::combinators::join_all;
+//! use ch04_coroutines::http::{Fetch, Http};
+//! use ch04_coroutines::log::Log;
+//! use ch04_coroutines::runtime::Executor;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let server = DelayServer::start(Config::default())?;
+//! let http = Http { addr: server.addr() };
+//! let mut executor = Executor::new(&Log::recording())?;
+//! // Two GETs at once: the slow one is asked first, answers last, and still
+//! // comes first in the output (join_all keeps input order).
+//! let bodies = executor.block_on(join_all(vec![http.get(60, "slow"), http.get(0, "fast")]))?;
+//! let bodies: Vec<String> = bodies.into_iter().collect::<std::io::Result<_>>()?;
+//! assert_eq!(bodies, ["slow", "fast"]);
+//! // Polled once at the start, then only after events: no busy loop.
+//! let stats = executor.stats();
+//! assert!(stats.polls <= 1 + stats.events);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Layout
 //!
 //! - [`future`]: our own [`Future`](future::Future) trait and

@@ -231,9 +231,16 @@ impl Executor {
             let timeout = self.wait_timeout;
             with_reactor(|reactor| reactor.poll.poll(events, Some(timeout)))?;
             if self.events.is_empty() {
+                // Say who was waiting on what, so a lost event can be traced.
+                let mut owners: Vec<(usize, usize)> =
+                    with_reactor(|reactor| Ok(reactor.owners.iter().map(|(token, task)| (token.0, *task)).collect()))?;
+                owners.sort_unstable();
+                owners.truncate(10);
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{waiting} task(s) waited {timeout:?} without any event"),
+                    format!(
+                        "{waiting} task(s) waited {timeout:?} without any event; (token, task) still registered: {owners:?}"
+                    ),
                 ));
             }
 

@@ -279,7 +279,7 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "token {:<2} {:<22} wrote {:>3} B, read {:>3} B  ",
+            "token {:<2} {:<29} wrote {:>3} B, read {:>3} B  ",
             self.token, self.readiness, self.wrote, self.read
         )?;
         match &self.outcome {

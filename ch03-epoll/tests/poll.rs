@@ -250,3 +250,21 @@ fn a_thousand_sockets_are_all_answered() -> io::Result<()> {
     assert!(poll_now(&mut poll)?.is_empty(), "all drained");
     Ok(())
 }
+
+#[test]
+fn a_cloned_registry_registers_while_another_thread_polls() -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    let poller = std::thread::spawn(move || -> io::Result<Vec<Token>> {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, SHOULD_NOT_TAKE)?;
+        Ok(events.iter().map(|e| e.token()).collect())
+    });
+    // Whether or not the poller is already asleep in epoll_wait, the
+    // registration and the data reach it: the kernel holds both.
+    let (mut writer, reader) = UnixStream::pair()?;
+    registry.register(&reader, Token(42), Interest::READABLE)?;
+    writer.write_all(b"wake up")?;
+    assert_eq!(poller.join().unwrap()?, [Token(42)]);
+    Ok(())
+}

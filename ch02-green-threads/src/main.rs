@@ -307,8 +307,9 @@ fn bench() -> anyhow::Result<()> {
 
     let round_trip = median_of(RUNS, || yield_round_trip::<false>(200_000))?;
     let round_trip_naive = median_of(RUNS, || yield_round_trip::<true>(200_000))?;
-    let bare = median_of(RUNS, || bare::round_trip::<false>(200_000))?;
-    let bare_naive = median_of(RUNS, || bare::round_trip::<true>(200_000))?;
+    let bare = median_of(RUNS, || bare::round_trip(bare::Switch::Ours, 200_000))?;
+    let bare_naive = median_of(RUNS, || bare::round_trip(bare::Switch::Naive, 200_000))?;
+    let bare_no_fp = median_of(RUNS, || bare::round_trip(bare::Switch::WithoutFloatControl, 200_000))?;
     let spawn_recycled = median_of(RUNS, || spawn_join(20_000, Config::default()))?;
     let spawn_measured = median_of(RUNS, || spawn_join(5_000, Config::measuring_stack_use()))?;
     let spawn_fresh = median_of(RUNS, || spawn_join(300, Config { max_free_stacks: 0, ..Config::default() }))?;
@@ -334,6 +335,7 @@ fn bench() -> anyhow::Result<()> {
             "",
             "",
         ])
+        .row(&["  bare switch, not saving MXCSR / x87 control", &duration(bare_no_fp), "", ""])
         .row(&[
             "spawn + join, empty (stack from the free list)",
             &duration(spawn_recycled),
@@ -408,60 +410,110 @@ fn fiber_memory(n: usize) -> io::Result<(u64, u64)> {
 }
 
 /// The bare switch, without any runtime: two contexts ping-ponging through
-/// `arch::switch` directly, to see the switch's own cost.
+/// the switch directly, to see the switch's own cost.
 mod bare {
+    use std::arch::naked_asm;
     use std::io;
     use std::time::{Duration, Instant};
 
     use ch02_green_threads::arch;
     use ch02_green_threads::stack::Stack;
 
-    /// The two saved stack pointers.
+    /// Which switch function to measure.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Switch {
+        /// `arch::switch`: ends in `jmp`.
+        Ours,
+        /// `arch::switch_naive`: ends in `ret`.
+        Naive,
+        /// `switch_without_float_control` below: what the control words cost.
+        WithoutFloatControl,
+    }
+
+    type SwitchFn = unsafe extern "sysv64" fn(*mut *mut u8, *mut u8);
+
+    impl Switch {
+        fn function(self) -> SwitchFn {
+            match self {
+                Switch::Ours => arch::switch,
+                Switch::Naive => arch::switch_naive,
+                Switch::WithoutFloatControl => switch_without_float_control,
+            }
+        }
+    }
+
+    // ANCHOR: without_float_control
+    /// `arch::switch` minus the MXCSR and x87 control word, for the bench
+    /// only. Not a complete switch for the System V ABI, and it leaves the
+    /// control-word slot unwritten, so its frames must never be resumed by
+    /// `arch::switch`: only `round_trip` uses it, for both sides.
+    ///
+    /// # Safety
+    ///
+    /// As for `arch::switch`, and both contexts must only ever be switched by
+    /// this function.
+    #[unsafe(naked)]
+    unsafe extern "sysv64" fn switch_without_float_control(save_sp_into: *mut *mut u8, resume_sp: *mut u8) {
+        naked_asm!(
+            "push rbp", // the six callee-saved registers, as in arch::switch
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "sub rsp, 8",     // the same frame layout, but the slot stays unwritten
+            "mov [rdi], rsp", // publish our stack pointer
+            "mov rsp, rsi",   // take the other one
+            "add rsp, 8",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbx",
+            "pop rbp",
+            "pop rcx", // resume with an indirect jump, as arch::switch does
+            "jmp rcx",
+        )
+    }
+    // ANCHOR_END: without_float_control
+
+    /// The two saved stack pointers, and the switch both sides use.
     struct Pair {
         main: *mut u8,
         partner: *mut u8,
+        switch: SwitchFn,
     }
 
     /// The partner context: switch back to main, forever.
-    extern "sysv64" fn partner<const NAIVE: bool>(arg: *mut u8) -> ! {
+    extern "sysv64" fn partner(arg: *mut u8) -> ! {
         let pair = arg.cast::<Pair>();
         loop {
             // SAFETY: `pair` outlives every switch (see `round_trip`), and
             // main's saved stack pointer is valid whenever we run.
-            unsafe {
-                if NAIVE {
-                    arch::switch_naive(&raw mut (*pair).partner, (*pair).main)
-                } else {
-                    arch::switch(&raw mut (*pair).partner, (*pair).main)
-                }
-            }
+            unsafe { ((*pair).switch)(&raw mut (*pair).partner, (*pair).main) }
         }
     }
 
     /// Average time of one round trip main -> partner -> main.
-    pub fn round_trip<const NAIVE: bool>(n: u32) -> io::Result<Duration> {
+    pub fn round_trip(which: Switch, n: u32) -> io::Result<Duration> {
         let stack = Stack::new(16 * 1024)?;
-        let mut pair = Box::new(Pair { main: std::ptr::null_mut(), partner: std::ptr::null_mut() });
+        let switch = which.function();
+        let mut pair = Box::new(Pair { main: std::ptr::null_mut(), partner: std::ptr::null_mut(), switch });
         let pair_ptr: *mut Pair = &mut *pair;
-        // SAFETY: the stack is fresh and 16-byte aligned at the top; the
-        // partner never returns.
-        unsafe { (*pair_ptr).partner = arch::init_stack(stack.top(), partner::<NAIVE>, pair_ptr.cast()) };
+        // SAFETY: the stack is fresh and its top 16-byte aligned; the partner
+        // never returns. (The initial frame holds the default control words,
+        // so any of the three switches may start it.)
+        unsafe { (*pair_ptr).partner = arch::init_stack(stack.top(), partner, pair_ptr.cast()) };
         let start = Instant::now();
         for _ in 0..n {
             // SAFETY: the partner's saved stack pointer is valid (fresh from
-            // init_stack, or saved by its last switch), its stack is mapped.
-            unsafe {
-                if NAIVE {
-                    arch::switch_naive(&raw mut (*pair_ptr).main, (*pair_ptr).partner)
-                } else {
-                    arch::switch(&raw mut (*pair_ptr).main, (*pair_ptr).partner)
-                }
-            }
+            // init_stack, or saved by its last switch) and its stack mapped.
+            unsafe { switch(&raw mut (*pair_ptr).main, (*pair_ptr).partner) }
         }
         let elapsed = start.elapsed();
-        // The partner is suspended inside its loop, holding nothing but the
-        // pointer: leaking the stack would be needed only if it held objects.
-        // It holds none, so unmapping it (dropping `stack`) is fine.
+        // The partner stays suspended in its loop for good. It owns nothing
+        // on its stack (only a copy of the pointer), so unmapping the stack
+        // under it is harmless.
         drop(stack);
         drop(pair);
         Ok(elapsed / n)

@@ -14,7 +14,9 @@ use crate::http::{self, MAX_DELAY_MS, Response};
 /// How long a request may take before it fails instead of hanging.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// For the TCP handshake. Default 3 s (on loopback it takes microseconds).
+    /// For the TCP handshake. Default 10 s: on loopback it takes microseconds,
+    /// but a server whose accept queue is full drops the handshake, and the
+    /// kernel retries it only after 1 s and then 2 s more.
     pub connect: Duration,
     /// For each read of the answer. Default: the server's longest delay plus 10 s.
     pub read: Duration,
@@ -23,7 +25,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            connect: Duration::from_secs(3),
+            connect: Duration::from_secs(10),
             read: Duration::from_millis(MAX_DELAY_MS) + Duration::from_secs(10),
         }
     }

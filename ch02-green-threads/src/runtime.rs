@@ -631,7 +631,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 // ANCHOR: join
 /// Owned permission to wait for a fiber's result. `!Send`: it belongs to the
-/// thread whose runtime runs the fiber.
+/// thread whose runtime runs the fiber, so this does not compile:
+///
+/// ```compile_fail
+/// use ch02_green_threads::{Config, run, spawn};
+///
+/// run(Config::default(), || {
+///     let handle = spawn(|| 1).unwrap();
+///     // error: `Rc<..>` cannot be sent between threads safely
+///     std::thread::spawn(move || handle.join());
+/// })
+/// .unwrap();
+/// ```
 pub struct JoinHandle<T> {
     /// The fiber's id.
     id: u64,

@@ -120,7 +120,9 @@ fn load_yield_read(want: Registers) -> Registers {
         r13: got[3],
         r14: got[4],
         r15: got[5],
-        mxcsr: got[6] as u32,
+        // Only MXCSR's control bits are callee-saved; bits 0-5 are sticky
+        // status flags ("an inexact result happened") that any code may set.
+        mxcsr: got[6] as u32 & 0xFFC0,
         x87_control: got[7] as u16,
     }
 }
@@ -168,7 +170,7 @@ fn control_words_do_not_leak_between_fibers() -> io::Result<()> {
             let mut mxcsr = 0u32;
             // SAFETY: stmxcsr only writes the 4 bytes of `mxcsr`.
             unsafe { asm!("stmxcsr [{}]", in(reg) &raw mut mxcsr, options(nostack)) };
-            mxcsr
+            mxcsr & 0xFFC0 // control bits only, as above
         })?;
         let seen_by_watcher = watcher.join().map_err(io::Error::other)?;
         changer.join().map_err(io::Error::other)?;

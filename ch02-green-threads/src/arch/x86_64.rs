@@ -142,10 +142,11 @@ pub unsafe extern "sysv64" fn switch(save_sp_into: *mut *mut u8, resume_sp: *mut
         "mov [rdi], rsp",                // our context is now just this stack pointer: publish it
         // From here on we run on the other context's stack.
         "mov rsp, rsi",      // the other stack pointer: its saved frame is right here
-        "cmp eax, [rsp]",    // are its control words the ones already loaded? Almost
-        "jne 3f",            // always (few programs change them); loading them anyway
-        "cmp dx, [rsp + 4]", // costs more than the rest of the switch, so only load
-        "jne 3f",            // when they differ (out of line, at 3:)
+        "xor eax, [rsp]",    // are its control words the ones already loaded? Almost always
+        "test eax, 0xFFC0",  // (few programs change them), and loading them costs more than
+        "jnz 3f",            // the rest of the switch, so load only when they differ (at 3:).
+        "cmp dx, [rsp + 4]", // MXCSR bits 0-5 are sticky status flags, which the ABI does not
+        "jne 3f",            // preserve: only its control bits (0xFFC0) are compared
         "2:",
         "add rsp, 8", // drop the control-word slot
         "pop r15",    // its callee-saved registers, in reverse order of the pushes
@@ -192,8 +193,9 @@ pub unsafe extern "sysv64" fn switch_naive(save_sp_into: *mut *mut u8, resume_sp
         "movzx edx, word ptr [rsp + 4]",
         "mov [rdi], rsp", // publish our stack pointer
         "mov rsp, rsi",   // and take the other one
-        "cmp eax, [rsp]", // load its control words only if they differ
-        "jne 3f",
+        "xor eax, [rsp]", // load its control words only if they differ
+        "test eax, 0xFFC0",
+        "jnz 3f",
         "cmp dx, [rsp + 4]",
         "jne 3f",
         "2:",

@@ -237,7 +237,6 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     }
     overflow::install_handler()?;
     let _alternate_stack = overflow::AltStack::ensure()?;
-    overflow::set_stack_size(config.stack_size);
     let main_fiber = Fiber { sp: std::ptr::null_mut(), next: 0, id: 0, stack: None, guard: 0, task: None };
     let runtime = Runtime {
         config,
@@ -257,6 +256,7 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
         }
         _ => Err(io::Error::new(io::ErrorKind::AlreadyExists, "this thread already runs a green-thread runtime")),
     })?;
+    overflow::set_stack_size(config.stack_size);
     // From here on, the runtime must be taken down however we leave (also by
     // a panic in `main`): the guard does that when dropped.
     let teardown = Teardown;
@@ -300,8 +300,8 @@ impl Drop for Teardown {
 #[inline(always)]
 pub fn yield_now() {
     if let Some((save, resume)) = prepare_yield() {
-        // SAFETY: `prepare_yield` made the resumed fiber current and queued
-        // us; `save` is our slot's stack-pointer field and `resume` the saved
+        // SAFETY: `prepare_yield` made our successor in the ring current;
+        // `save` is our own slot's stack-pointer field, `resume` the saved
         // stack pointer of a suspended (or never started) fiber whose stack
         // the runtime keeps mapped. No borrow of the runtime is held.
         unsafe { arch::switch(save, resume) }
@@ -409,8 +409,10 @@ impl Runtime {
         // passed as the entry argument (an integer, not a real pointer).
         let arg = std::ptr::without_provenance_mut(slot);
         // SAFETY: `top` is the page-aligned top of a stack we own that nothing
-        // runs on (fresh, or recycled from a finished fiber); 64 KiB minus a
-        // 72-byte frame is plenty for `fiber_entry`, which never returns.
+        // runs on (fresh, or recycled from a finished fiber); `run` checked
+        // it has at least 4 KiB, room for the 72-byte frame and for
+        // `fiber_entry` to start (and a guard page below if it needs more).
+        // `fiber_entry` never returns: it ends by switching away for good.
         let sp = unsafe { arch::init_stack(stack.top(), fiber_entry, arg) };
         let id = self.next_id;
         self.next_id += 1;

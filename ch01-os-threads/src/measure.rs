@@ -148,6 +148,20 @@ pub fn ping_pong(round_trips: usize, same_cpu: bool) -> io::Result<Duration> {
 }
 // ANCHOR_END: ping_pong
 
+/// Runs `f` with the calling thread pinned to CPU 0. Threads started inside
+/// `f` inherit the pin, so everything runs on one CPU.
+///
+/// Why measure that way: in a virtual machine, waking a thread on *another*
+/// CPU can cost tens of microseconds, and whether the kernel picks the other
+/// CPU for a new thread changes from one moment to the next. Pinned, a
+/// spawn+join costs the same every run; unpinned, it jumps between two values.
+pub fn on_one_cpu<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    pin_to_cpu0()?;
+    let result = f();
+    unpin()?;
+    result
+}
+
 /// Pins the calling thread to CPU 0.
 fn pin_to_cpu0() -> io::Result<()> {
     set_affinity(&[0])

@@ -7,7 +7,8 @@
 //! 1. runs on an **alternate signal stack** (`sigaltstack`): the fiber's own
 //!    stack is full, so the handler could not even push its first frame there;
 //! 2. compares the faulting address (`si_addr`) with the guard page of the
-//!    fiber running on this thread;
+//!    fiber running on this thread (found through the scheduler's own
+//!    pointer to the running fiber, so telling the handler costs nothing);
 //! 3. if it matches, writes `green thread N overflowed its 64 KiB stack` to
 //!    stderr and aborts (the process dies by `SIGABRT`);
 //! 4. otherwise (a real bug elsewhere, or a fault in the main thread's stack)
@@ -17,63 +18,21 @@
 //! A signal handler may interrupt the program anywhere, even in the middle of
 //! `malloc` or while a `RefCell` is borrowed, so it may only use
 //! async-signal-safe operations: no allocation, no locks, no `println!`. It
-//! reads three thread-local atomics that the runtime updates on every switch,
-//! formats the message into a fixed buffer on its own stack, and calls
-//! `write(2)` and `abort(3)`, both async-signal-safe.
+//! loads one thread-local atomic pointer (the running fiber's context, which
+//! the scheduler keeps for [`crate::yield_now`] anyway) and reads fields of
+//! that context that never change, formats the message into a fixed buffer
+//! on its own stack, and calls `write(2)` and `abort(3)`, both
+//! async-signal-safe.
+//!
+//! (A first version kept the running fiber's guard page and id in separate
+//! thread-locals and updated them on every switch: two stores per switch,
+//! four per yield round trip, only for the rare crash. Now the handler looks
+//! where the scheduler already looks.)
 
 use std::io;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::stack::page_size;
-
-// What the handler needs to know about the fiber running on this thread.
-// Thread-local because each OS thread runs its own fibers (and the signal for
-// a fault goes to the thread that faulted); atomics because a signal handler
-// may read them at any instant, even halfway through an update (a relaxed
-// atomic load or store is a single `mov` on x86-64). A constant initialiser
-// and no destructor: reading it needs no lazy set-up, so it is safe in a
-// handler.
-thread_local! {
-    static RUNNING: Running = const {
-        Running {
-            guard: AtomicUsize::new(0),
-            guard_len: AtomicUsize::new(0),
-            id: AtomicU64::new(0),
-            stack_size: AtomicUsize::new(0),
-        }
-    };
-}
-
-/// The running fiber, as the overflow handler sees it.
-struct Running {
-    /// Start of the running fiber's guard page, 0 while the main fiber runs.
-    guard: AtomicUsize,
-    /// The guard page's length (the page size), set with `stack_size`.
-    guard_len: AtomicUsize,
-    /// The running fiber's id.
-    id: AtomicU64,
-    /// The usable size of this thread's fiber stacks, for the message.
-    stack_size: AtomicUsize,
-}
-
-/// Records which fiber is about to run on this thread (`guard_start` 0 for
-/// the main fiber, which has no guard page of ours). Called on every switch.
-#[inline]
-pub fn set_running(guard_start: usize, id: u64) {
-    RUNNING.with(|r| {
-        r.guard.store(guard_start, Ordering::Relaxed);
-        r.id.store(id, Ordering::Relaxed);
-    });
-}
-
-/// Records the size of this thread's fiber stacks (once per runtime).
-pub fn set_stack_size(bytes: usize) {
-    RUNNING.with(|r| {
-        r.stack_size.store(bytes, Ordering::Relaxed);
-        r.guard_len.store(page_size(), Ordering::Relaxed);
-    });
-}
+use crate::runtime;
 
 // ANCHOR: install
 /// Installs the `SIGSEGV` handler for the whole process (once).
@@ -102,11 +61,10 @@ pub fn install_handler() -> io::Result<()> {
 extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t because we set SA_SIGINFO.
     let (fault, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
-    let (guard, guard_len, id, size) = RUNNING.with(|r| {
-        let load = |a: &AtomicUsize| a.load(Ordering::Relaxed);
-        (load(&r.guard), load(&r.guard_len), r.id.load(Ordering::Relaxed), load(&r.stack_size))
-    });
-    if guard != 0 && (guard..guard + guard_len).contains(&fault) {
+    // The running fiber's guard page (None while the main fiber runs).
+    if let Some((guard, id, size)) = runtime::running_guard()
+        && guard.contains(&fault)
+    {
         let mut message = Message::default();
         message.push(b"green thread ");
         message.push_number(id);

@@ -8,30 +8,40 @@
 //!
 //! ## Scheduling
 //!
-//! Every live fiber, the main fiber included, sits in one circular list (a
-//! ring, linked by slot numbers) in the order they take turns. One of them is
-//! *running* (`current`); [`yield_now`] just moves on to `current`'s
-//! successor: round robin, in two loads and two stores. A new fiber is
-//! inserted just before `current`, so it runs after everyone already waiting;
-//! a finished one is unlinked. There is no "blocked" state, because there is
-//! nothing to wait for yet: a fiber that wants to wait for I/O can only block
-//! the whole thread (chapter 3 fixes that), and [`JoinHandle::join`] waits by
-//! yielding until the result is in.
+//! Every live fiber, the main fiber included, has a small `Context`: its
+//! saved stack pointer and its two neighbours in one circular, doubly linked
+//! list (a ring) in the order they take turns. The thread-local `CURRENT`
+//! points at the running fiber's context; [`yield_now`] just moves on to its
+//! successor: round robin, in three loads and a store. A new fiber is
+//! inserted just before the running one, so it runs after everyone already
+//! waiting; a finished one is unlinked. There is no "blocked" state, because
+//! there is nothing to wait for yet: a fiber that wants to wait for I/O can
+//! only block the whole thread (chapter 3 fixes that), and
+//! [`JoinHandle::join`] waits by yielding until the result is in.
 //!
 //! ```text
-//!          spawn inserts here (after `prev`, before `current`)
-//!                  v
-//!   [prev] ---> [current] ---> [next] ---> ... ---> back to [prev]
-//!                          yield_now moves here
+//!            spawn inserts here (between `prev` and CURRENT)
+//!                    v
+//!   ... <--> [prev] <--> [CURRENT] <--> [next] <--> ... (back to the start)
+//!                                  yield_now moves here
 //! ```
 //!
-//! ## The borrow rule
+//! ## Two kinds of state, and the borrow rule
 //!
-//! The runtime's state sits in a `RefCell`. It is borrowed only for short
-//! bookkeeping and **never across a switch** (the fiber we switch to will
-//! borrow it too), and no user code ever runs while it is borrowed (so a
-//! user's `Drop` cannot re-enter it). [`yield_now`] borrows it to pick the
-//! next fiber and get the two stack-pointer slots, releases it, then switches.
+//! The hot path, [`yield_now`], touches only the contexts and `CURRENT`: no
+//! `RefCell`, no bounds checks, no `Option`s. A yield round trip is two
+//! switches, and every instruction on this path is paid twice per round trip
+//! (see "Where the nanoseconds went" in the chapter page). A context's fields
+//! are `Cell`s and it is reached through raw pointers, which is sound because
+//! of one ownership rule: **every context is owned (through an `Rc`) by this
+//! thread's `Runtime`, and is freed only after it has left the ring and is
+//! no longer `CURRENT`.** So every pointer in the ring and in `CURRENT` points
+//! at a live context.
+//!
+//! Everything else (slots, stacks, tasks, counters) sits in a `RefCell` in a
+//! thread-local. It is borrowed only for short bookkeeping and **never across
+//! a switch** (the fiber we switch to may borrow it too), and no user code
+//! ever runs while it is borrowed (so a user's `Drop` cannot re-enter it).
 //!
 //! ## A fiber's life
 //!
@@ -45,9 +55,11 @@
 //! list.
 
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::{fmt, io, mem};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::{fmt, io, mem, ptr};
 
 use crate::arch;
 use crate::overflow;
@@ -147,21 +159,74 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+// ANCHOR: context
+/// What the hot path ([`yield_now`]) and the overflow handler need of a
+/// fiber, at an address that does not move while the fiber lives (it sits
+/// behind an `Rc` owned by the `Runtime`; see "Two kinds of state" in the
+/// module docs for why raw pointers to it are sound).
+pub(crate) struct Context {
+    /// Its saved stack pointer while it is not running (written by
+    /// `arch::switch` when it switches away, read when it is resumed).
+    sp: Cell<*mut u8>,
+    /// The fiber that runs after it (the ring's forward link).
+    next: Cell<*const Context>,
+    /// The fiber that runs before it (so spawn and exit can relink in O(1)).
+    prev: Cell<*const Context>,
+    /// Its slot in `Runtime::fibers`.
+    slot: usize,
+    /// Its id: 0 for the main fiber, then 1, 2, ... in spawn order.
+    id: u64,
+    /// Its stack's guard page (empty for the main fiber), for the overflow
+    /// handler. Never changes after the context is created.
+    guard: Range<usize>,
+    /// The usable size of its stack, for the overflow message.
+    stack_size: usize,
+}
+
+thread_local! {
+    /// The running fiber's context, or null outside [`run`]. An atomic only
+    /// because the overflow handler (a signal handler, which may interrupt
+    /// the thread at any instruction) reads it too; on x86-64 its loads and
+    /// stores are plain `mov`s. A constant initialiser and no destructor, so
+    /// reading it is a single load at a fixed offset from the thread pointer.
+    static CURRENT: AtomicPtr<Context> = const { AtomicPtr::new(std::ptr::null_mut()) };
+}
+
+/// Makes `context` the running one (null: no runtime). `Release` so that a
+/// signal handler that loads the pointer (`Acquire`) also sees the fields
+/// the context was created with; on x86-64 this is an ordinary store.
+#[inline(always)]
+fn set_current(context: *const Context) {
+    CURRENT.with(|current| current.store(context.cast_mut(), Ordering::Release));
+}
+
+/// Runs `f` with the running fiber's context; `None` outside [`run`].
+#[inline(always)]
+fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    let context = CURRENT.with(|current| current.load(Ordering::Acquire));
+    // SAFETY: CURRENT is null or points at the running fiber's context, which
+    // this thread's runtime owns and frees only after it has left the ring
+    // and stopped being CURRENT (see the module docs). The reference lives
+    // only for the call to `f`, during which the running fiber cannot finish.
+    unsafe { context.as_ref() }.map(f)
+}
+
+/// For the overflow handler: the running fiber's guard page, id and stack
+/// size, or `None` for the main fiber or outside [`run`]. Async-signal-safe:
+/// one atomic load and reads of fields that never change after creation.
+pub(crate) fn running_guard() -> Option<(Range<usize>, u64, usize)> {
+    with_current(|context| (context.id != 0).then(|| (context.guard.clone(), context.id, context.stack_size))).flatten()
+}
+// ANCHOR_END: context
+
 // ANCHOR: state
 /// One fiber as the runtime sees it.
 struct Fiber {
-    /// Its saved stack pointer while it is not running (written by
-    /// `arch::switch` when it switches away, read when it is resumed).
-    sp: *mut u8,
-    /// The slot of the fiber that runs after it (the ring's link).
-    next: usize,
-    /// Its id: 0 for the main fiber, then 1, 2, ... in spawn order.
-    id: u64,
+    /// Its context: the ring links and the saved stack pointer. Owned here;
+    /// the ring and `CURRENT` only point at it.
+    context: Rc<Context>,
     /// Its stack; `None` for the main fiber, which runs on the thread's own.
     stack: Option<Stack>,
-    /// Start address of its stack's guard page (0 for the main fiber), for
-    /// the overflow handler.
-    guard: usize,
     /// Its closure and result slot; `None` for the main fiber.
     task: Option<Rc<dyn Task>>,
 }
@@ -175,11 +240,6 @@ struct Runtime {
     fibers: Vec<Option<Fiber>>,
     /// Empty slots in `fibers`.
     free_slots: Vec<usize>,
-    /// Slot of the running fiber.
-    current: usize,
-    /// Slot of the fiber before `current` in the ring (whose `next` is
-    /// `current`): where a new fiber is linked in.
-    prev: usize,
     /// Slot of a fiber that has finished but whose stack has not been
     /// recycled yet (it was still running on it when it finished).
     zombie: Option<usize>,
@@ -237,13 +297,24 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     }
     overflow::install_handler()?;
     let _alternate_stack = overflow::AltStack::ensure()?;
-    let main_fiber = Fiber { sp: std::ptr::null_mut(), next: 0, id: 0, stack: None, guard: 0, task: None };
+    // The main fiber's context: alone in the ring, its own neighbour.
+    let main_context = Rc::new(Context {
+        sp: Cell::new(ptr::null_mut()),
+        next: Cell::new(ptr::null()),
+        prev: Cell::new(ptr::null()),
+        slot: 0,
+        id: 0,
+        guard: 0..0,
+        stack_size: 0,
+    });
+    main_context.next.set(Rc::as_ptr(&main_context));
+    main_context.prev.set(Rc::as_ptr(&main_context));
+    let main_context_ptr = Rc::as_ptr(&main_context);
+    let main_fiber = Fiber { context: main_context, stack: None, task: None };
     let runtime = Runtime {
         config,
         fibers: vec![Some(main_fiber)],
         free_slots: Vec::new(),
-        current: 0,
-        prev: 0,
         zombie: None,
         pool: StackPool::new(config.stack_size, config.max_free_stacks),
         next_id: 1,
@@ -256,7 +327,8 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
         }
         _ => Err(io::Error::new(io::ErrorKind::AlreadyExists, "this thread already runs a green-thread runtime")),
     })?;
-    overflow::set_stack_size(config.stack_size);
+    // The runtime owns the main context now (and keeps it until Teardown).
+    set_current(main_context_ptr);
     // From here on, the runtime must be taken down however we leave (also by
     // a panic in `main`): the guard does that when dropped.
     let teardown = Teardown;
@@ -275,7 +347,8 @@ struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        overflow::set_running(0, 0);
+        // First: nothing may point at a context once the runtime frees them.
+        set_current(ptr::null());
         let Some(mut runtime) = RUNTIME.with(|cell| cell.borrow_mut().take()) else { return };
         runtime.reap();
         // Only when `main` panicked can fibers be left. Their stacks may hold
@@ -301,9 +374,10 @@ impl Drop for Teardown {
 pub fn yield_now() {
     if let Some((save, resume)) = prepare_yield() {
         // SAFETY: `prepare_yield` made our successor in the ring current;
-        // `save` is our own slot's stack-pointer field, `resume` the saved
-        // stack pointer of a suspended (or never started) fiber whose stack
-        // the runtime keeps mapped. No borrow of the runtime is held.
+        // `save` points into our own context's `sp` cell (alive: we are in
+        // the ring), `resume` is the saved stack pointer of a suspended (or
+        // never started) fiber whose stack the runtime keeps mapped. No
+        // reference to a context and no borrow of the runtime is held.
         unsafe { arch::switch(save, resume) }
     }
 }
@@ -319,12 +393,35 @@ pub fn yield_now_naive() {
     }
 }
 
+// ANCHOR: next_switch
 /// The bookkeeping half of a yield: move on in the ring and return the two
-/// stack-pointer slots for the switch.
+/// stack-pointer slots for the switch. `None` outside a runtime or when the
+/// running fiber is alone.
+///
+/// This is the hot path, so it touches nothing but the contexts: one
+/// thread-local load, the successor link, one thread-local store, the
+/// successor's saved stack pointer. No `RefCell` borrow, no slot index to
+/// bounds-check, no `Option` to unwrap (each of those was a load and a
+/// branch on every switch, and some were loads that had to wait for the one
+/// before them).
 #[inline(always)]
 fn prepare_yield() -> Option<(*mut *mut u8, *mut u8)> {
-    with_runtime(Runtime::next_switch).flatten()
+    with_current(|current| {
+        let next = current.next.get();
+        if ptr::eq(next, current) {
+            return None;
+        }
+        // SAFETY: ring links always point at live contexts owned by the
+        // runtime (see the module docs).
+        let next = unsafe { &*next };
+        set_current(next);
+        // `sp` is a `Cell`: the switch writes our stack pointer into it
+        // through this raw pointer, after every reference here is gone.
+        Some((current.sp.as_ptr(), next.sp.get()))
+    })
+    .flatten()
 }
+// ANCHOR_END: next_switch
 
 // ANCHOR: spawn
 /// Starts a new fiber running `f` on this thread's runtime. It first runs at
@@ -354,7 +451,7 @@ where
 
 /// The running fiber's id (0 for the main fiber), or `None` outside [`run`].
 pub fn current_id() -> Option<u64> {
-    with_runtime(|rt| rt.fibers[rt.current].as_ref().map_or(0, |f| f.id))
+    with_current(|context| context.id)
 }
 
 /// This thread's runtime counters, or `None` outside [`run`].
@@ -370,33 +467,6 @@ impl Runtime {
     fn live(&self) -> u64 {
         self.stats.spawned - self.stats.finished
     }
-
-    // ANCHOR: next_switch
-    /// Round robin: the running fiber's successor in the ring runs next.
-    /// `None` if the running fiber is alone.
-    #[inline(always)]
-    fn next_switch(&mut self) -> Option<(*mut *mut u8, *mut u8)> {
-        let current = self.current;
-        let next = self.fibers[current].as_ref()?.next;
-        if next == current {
-            return None;
-        }
-        self.prev = current;
-        self.current = next;
-        Some(self.switch_slots(current, next))
-    }
-
-    /// The two stack-pointer slots for switching from `from` to `to`, and
-    /// tells the overflow handler which guard page is about to be live.
-    #[inline(always)]
-    fn switch_slots(&mut self, from: usize, to: usize) -> (*mut *mut u8, *mut u8) {
-        let target = self.fibers[to].as_ref().expect("a ready slot holds a fiber");
-        overflow::set_running(target.guard, target.id);
-        let resume = target.sp;
-        let save = &raw mut self.fibers[from].as_mut().expect("the running slot holds a fiber").sp;
-        (save, resume)
-    }
-    // ANCHOR_END: next_switch
 
     fn spawn(&mut self, task: Rc<dyn Task>) -> io::Result<(u64, usize, usize)> {
         self.reap();
@@ -416,13 +486,28 @@ impl Runtime {
         let sp = unsafe { arch::init_stack(stack.top(), fiber_entry, arg) };
         let id = self.next_id;
         self.next_id += 1;
-        let guard = stack.guard().start;
-        // Link it in between `prev` and `current`: it runs after all the
-        // others have had their turn.
-        let fiber = Fiber { sp, next: self.current, id, stack: Some(stack), guard, task: Some(task) };
-        self.fibers[slot] = Some(fiber);
-        self.fibers[self.prev].as_mut().expect("prev is a live fiber").next = slot;
-        self.prev = slot;
+        let context = Rc::new(Context {
+            sp: Cell::new(sp),
+            next: Cell::new(ptr::null()),
+            prev: Cell::new(ptr::null()),
+            slot,
+            id,
+            guard: stack.guard(),
+            stack_size: stack.size(),
+        });
+        // Link it in between the running fiber and its predecessor: it runs
+        // after all the others have had their turn.
+        let new = Rc::as_ptr(&context);
+        with_current(|current| {
+            let prev = current.prev.get();
+            context.next.set(current);
+            context.prev.set(prev);
+            // SAFETY: ring links point at live contexts (module docs).
+            unsafe { (*prev).next.set(new) };
+            current.prev.set(new);
+        })
+        .ok_or_else(no_runtime)?;
+        self.fibers[slot] = Some(Fiber { context, stack: Some(stack), task: Some(task) });
         self.stats.spawned += 1;
         self.stats.recycled_stacks += u64::from(recycled);
         Ok((id, slot, self.config.stack_size))
@@ -433,17 +518,25 @@ impl Runtime {
     /// zombie, and its successor runs. Returns the slots for that last switch.
     fn prepare_exit(&mut self, panicked: bool) -> Option<(*mut *mut u8, *mut u8)> {
         self.reap(); // an earlier zombie: its stack is not ours, safe to recycle now
-        let me = self.current;
-        let next = self.fibers[me].as_ref()?.next;
-        if me == 0 || next == me {
-            return None; // the main fiber never "exits", and is always in the ring
-        }
-        self.fibers[self.prev].as_mut()?.next = next; // unlink: prev -> next
-        self.current = next;
-        self.zombie = Some(me);
+        let switch = with_current(|me| {
+            if me.slot == 0 || ptr::eq(me.next.get(), me) {
+                return None; // the main fiber never "exits", and is always in the ring
+            }
+            // SAFETY: ring links point at live contexts (module docs).
+            let (prev, next) = unsafe { (&*me.prev.get(), &*me.next.get()) };
+            prev.next.set(next); // unlink: prev <-> next
+            next.prev.set(prev);
+            set_current(next);
+            Some((me.slot, me.sp.as_ptr(), next.sp.get()))
+        })
+        .flatten();
+        let (slot, save, resume) = switch?;
+        // Our context stays alive (the runtime owns it) until `reap`, which
+        // runs on another stack after this last switch.
+        self.zombie = Some(slot);
         self.stats.finished += 1;
         self.stats.panicked += u64::from(panicked);
-        Some(self.switch_slots(me, next))
+        Some((save, resume))
     }
 
     /// Recycles the zombie's stack: measure how much of it was used, zero
@@ -482,10 +575,10 @@ impl Runtime {
 
     /// Whether `join`ing fiber `id` in slot `slot` can ever succeed from here.
     fn join_state(&self, id: u64, slot: usize) -> JoinState {
-        let alive =
-            self.zombie != Some(slot) && self.fibers.get(slot).and_then(Option::as_ref).is_some_and(|f| f.id == id);
+        let alive = self.zombie != Some(slot)
+            && self.fibers.get(slot).and_then(Option::as_ref).is_some_and(|f| f.context.id == id);
         match alive {
-            true if slot == self.current => JoinState::SelfJoin,
+            true if with_current(|c| c.slot) == Some(slot) => JoinState::SelfJoin,
             true => JoinState::Alive,
             false => JoinState::Gone,
         }

@@ -128,18 +128,23 @@ pub const DEFAULT_X87_CONTROL_WORD: u16 = 0x037F;
 pub unsafe extern "sysv64" fn switch(save_sp_into: *mut *mut u8, resume_sp: *mut u8) {
     naked_asm!(
         // On entry: rdi = save_sp_into, rsi = resume_sp, [rsp] = our return address.
-        "push rbp", // the six registers the ABI says a callee must preserve:
-        "push rbx", // our caller expects them back unchanged when we "return",
-        "push r12", // so they go onto our own stack, next to the return address.
+        // The control words first: stmxcsr is the slowest instruction here, and
+        // starting it first lets the CPU do the pushes meanwhile. They go where
+        // the control-word slot will be after the pushes below (rsp - 56): the
+        // 128 bytes below rsp are the ABI's "red zone", which no signal handler
+        // may overwrite, so they are safe there until rsp comes down to them.
+        "stmxcsr [rsp - 56]", // SSE control: rounding mode, flush-to-zero (callee-saved bits)
+        "fnstcw [rsp - 52]",  // x87 control word: precision and rounding (callee-saved)
+        "push rbp",           // the six registers the ABI says a callee must preserve:
+        "push rbx",           // our caller expects them back unchanged when we "return",
+        "push r12",           // so they go onto our own stack, next to the return address.
         "push r13",
         "push r14",
         "push r15",
-        "sub rsp, 8",                    // one 8-byte slot for the two floating-point control words
-        "stmxcsr [rsp]",                 // SSE control: rounding mode, flush-to-zero (callee-saved bits)
-        "fnstcw [rsp + 4]",              // x87 control word: precision and rounding (callee-saved)
-        "mov eax, [rsp]",                // keep our MXCSR and x87 control word in registers
+        "sub rsp, 8",     // and the control words' slot, already written: rsp now points at it
+        "mov eax, [rsp]", // keep our MXCSR and x87 control word in registers
         "movzx edx, word ptr [rsp + 4]", // to compare with the other context's below
-        "mov [rdi], rsp",                // our context is now just this stack pointer: publish it
+        "mov [rdi], rsp", // our context is now just this stack pointer: publish it
         // From here on we run on the other context's stack.
         "mov rsp, rsi",      // the other stack pointer: its saved frame is right here
         "xor eax, [rsp]",    // are its control words the ones already loaded? Almost always
@@ -180,15 +185,15 @@ pub unsafe extern "sysv64" fn switch(save_sp_into: *mut *mut u8, resume_sp: *mut
 #[unsafe(naked)]
 pub unsafe extern "sysv64" fn switch_naive(save_sp_into: *mut *mut u8, resume_sp: *mut u8) {
     naked_asm!(
-        "push rbp", // save exactly what `switch` saves, in the same layout
+        "stmxcsr [rsp - 56]", // save exactly what `switch` saves, in the same layout
+        "fnstcw [rsp - 52]",
+        "push rbp",
         "push rbx",
         "push r12",
         "push r13",
         "push r14",
         "push r15",
         "sub rsp, 8",
-        "stmxcsr [rsp]",
-        "fnstcw [rsp + 4]",
         "mov eax, [rsp]",
         "movzx edx, word ptr [rsp + 4]",
         "mov [rdi], rsp", // publish our stack pointer

@@ -305,11 +305,17 @@ fn bench() -> anyhow::Result<()> {
     println!("{}", report::machine());
     say!("main", "measuring, {RUNS} runs each (takes a few seconds)");
 
-    let round_trip = median_of(RUNS, || yield_round_trip::<false>(200_000))?;
-    let round_trip_naive = median_of(RUNS, || yield_round_trip::<true>(200_000))?;
-    let bare = median_of(RUNS, || bare::round_trip(bare::Switch::Ours, 200_000))?;
-    let bare_naive = median_of(RUNS, || bare::round_trip(bare::Switch::Naive, 200_000))?;
-    let bare_no_fp = median_of(RUNS, || bare::round_trip(bare::Switch::WithoutFloatControl, 200_000))?;
+    // Switch costs are a few nanoseconds: each run times a million round
+    // trips, and the table shows tenths of a nanosecond (`report::duration`
+    // rounds to whole ones, which would hide the differences that matter here).
+    const TRIPS: u32 = 1_000_000;
+    let per_trip = |total: Duration| total.as_secs_f64() * 1e9 / f64::from(TRIPS);
+    let nanos = |total: Duration| format!("{:.1} ns", per_trip(total));
+    let round_trip = median_of(RUNS, || yield_round_trip::<false>(TRIPS))?;
+    let round_trip_naive = median_of(RUNS, || yield_round_trip::<true>(TRIPS))?;
+    let bare = median_of(RUNS, || bare::round_trip(bare::Switch::Ours, TRIPS))?;
+    let bare_naive = median_of(RUNS, || bare::round_trip(bare::Switch::Naive, TRIPS))?;
+    let bare_no_fp = median_of(RUNS, || bare::round_trip(bare::Switch::WithoutFloatControl, TRIPS))?;
     let spawn_recycled = median_of(RUNS, || spawn_join(20_000, Config::default()))?;
     let spawn_measured = median_of(RUNS, || spawn_join(5_000, Config::measuring_stack_use()))?;
     let spawn_fresh = median_of(RUNS, || spawn_join(300, Config { max_free_stacks: 0, ..Config::default() }))?;
@@ -324,18 +330,18 @@ fn bench() -> anyhow::Result<()> {
     table
         .row(&[
             "switch there and back (yield round trip)",
-            &duration(round_trip),
+            &nanos(round_trip),
             &duration(os_hand_over * 2),
-            &ratio(os_hand_over * 2, round_trip),
+            &format!("{:.0}x", (os_hand_over * 2).as_secs_f64() * 1e9 / per_trip(round_trip)),
         ])
-        .row(&["  same, naive switch (ends in `ret`)", &duration(round_trip_naive), "", ""])
+        .row(&["  same, naive switch (ends in `ret`)", &nanos(round_trip_naive), "", ""])
         .row(&[
             "  bare switch, no scheduler: ours / naive",
-            &format!("{} / {}", duration(bare), duration(bare_naive)),
+            &format!("{} / {}", nanos(bare), nanos(bare_naive)),
             "",
             "",
         ])
-        .row(&["  bare switch, not saving MXCSR / x87 control", &duration(bare_no_fp), "", ""])
+        .row(&["  bare switch, not saving MXCSR / x87 control", &nanos(bare_no_fp), "", ""])
         .row(&[
             "spawn + join, empty (stack from the free list)",
             &duration(spawn_recycled),
@@ -355,8 +361,7 @@ fn bench() -> anyhow::Result<()> {
 }
 
 // ANCHOR: bench_round_trip
-/// Average time of one round trip main -> fiber -> main, over `n` round
-/// trips. `NAIVE` picks the switch that ends in `ret`. Each loop calls the
+/// Total time of `n` round trips main -> fiber -> main. `NAIVE` picks the switch that ends in `ret`. Each loop calls the
 /// (inlined) yield from its own code, as real fibers do.
 fn yield_round_trip<const NAIVE: bool>(n: u32) -> io::Result<Duration> {
     let yield_once = || if NAIVE { yield_now_naive() } else { yield_now() };
@@ -372,7 +377,7 @@ fn yield_round_trip<const NAIVE: bool>(n: u32) -> io::Result<Duration> {
         }
         let elapsed = start.elapsed();
         partner.join().map_err(io::Error::other)?;
-        Ok(elapsed / n)
+        Ok(elapsed)
     })?
 }
 // ANCHOR_END: bench_round_trip
@@ -494,7 +499,7 @@ mod bare {
         }
     }
 
-    /// Average time of one round trip main -> partner -> main.
+    /// Total time of `n` round trips main -> partner -> main.
     pub fn round_trip(which: Switch, n: u32) -> io::Result<Duration> {
         let stack = Stack::new(16 * 1024)?;
         let switch = which.function();
@@ -516,6 +521,6 @@ mod bare {
         // under it is harmless.
         drop(stack);
         drop(pair);
-        Ok(elapsed / n)
+        Ok(elapsed)
     }
 }

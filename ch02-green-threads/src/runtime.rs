@@ -348,7 +348,11 @@ struct Teardown;
 impl Drop for Teardown {
     fn drop(&mut self) {
         // First: nothing may point at a context once the runtime frees them.
+        // The fence keeps the compiler from moving the frees below above this
+        // store: the overflow handler, which may interrupt this thread
+        // anywhere, must never find CURRENT pointing at freed memory.
         set_current(ptr::null());
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
         let Some(mut runtime) = RUNTIME.with(|cell| cell.borrow_mut().take()) else { return };
         runtime.reap();
         // Only when `main` panicked can fibers be left. Their stacks may hold

@@ -8,12 +8,20 @@
 //!    stack is full, so the handler could not even push its first frame there;
 //! 2. compares the faulting address (`si_addr`) with the guard page of the
 //!    fiber running on this thread (found through the scheduler's own
-//!    pointer to the running fiber, so telling the handler costs nothing);
+//!    pointer to the running fiber, so telling the handler costs nothing),
+//!    and of the fiber that is in the middle of switching to it (a yield
+//!    names the next fiber as running just *before* the switch pushes the
+//!    old fiber's registers, and that push is where a fiber that yields
+//!    deep in a recursion overflows);
 //! 3. if it matches, writes `green thread N overflowed its 64 KiB stack` to
 //!    stderr and aborts (the process dies by `SIGABRT`);
 //! 4. otherwise (a real bug elsewhere, or a fault in the main thread's stack)
-//!    it restores the default action and returns: the faulting instruction
-//!    runs again, faults again, and the process dies by `SIGSEGV` as usual.
+//!    it hands the fault to the handler that was installed before ours, if
+//!    any: normally Rust's own, which reports an overflow of a thread's stack
+//!    ("thread 'main' has overflowed its stack") the same way. With no
+//!    handler before ours it restores the default action and returns: the
+//!    faulting instruction runs again, faults again, and the process dies by
+//!    `SIGSEGV` as usual.
 //!
 //! A signal handler may interrupt the program anywhere, even in the middle of
 //! `malloc` or while a `RefCell` is borrowed, so it may only use
@@ -31,11 +39,20 @@
 
 use std::io;
 use std::sync::Once;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::runtime;
 
+/// The `SIGSEGV` handler that was installed before ours (`sa_sigaction`:
+/// an address, or `SIG_DFL` / `SIG_IGN`), to pass on the faults that are not
+/// ours. Atomics, because the signal handler reads them.
+static PREVIOUS_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
+/// That handler's `sa_flags` (whether it takes the `siginfo_t` argument).
+static PREVIOUS_FLAGS: AtomicI32 = AtomicI32::new(0);
+
 // ANCHOR: install
-/// Installs the `SIGSEGV` handler for the whole process (once).
+/// Installs the `SIGSEGV` handler for the whole process (once), remembering
+/// the one before it (Rust's own stack-overflow reporter) for other faults.
 pub fn install_handler() -> io::Result<()> {
     static INSTALL: Once = Once::new();
     let mut result = Ok(());
@@ -46,11 +63,17 @@ pub fn install_handler() -> io::Result<()> {
         // SA_SIGINFO: we need the fault address. SA_ONSTACK: run on the
         // alternate stack, since the faulting stack may have no room left.
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: an all-zero `sigaction` is valid; the kernel fills it in.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: `action` is a valid sigaction whose handler only does
-        // async-signal-safe things (see `on_sigsegv`).
-        if unsafe { libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) } == -1 {
+        // async-signal-safe things (see `on_sigsegv`); `previous` is writable.
+        if unsafe { libc::sigaction(libc::SIGSEGV, &action, &mut previous) } == -1 {
             result = Err(io::Error::last_os_error());
+            return;
         }
+        // Flags first: the handler reads the address (Acquire) before them.
+        PREVIOUS_FLAGS.store(previous.sa_flags, Ordering::Relaxed);
+        PREVIOUS_HANDLER.store(previous.sa_sigaction, Ordering::Release);
     });
     result
 }
@@ -58,13 +81,11 @@ pub fn install_handler() -> io::Result<()> {
 
 // ANCHOR: handler
 /// The `SIGSEGV` handler. Only async-signal-safe operations in here.
-extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t because we set SA_SIGINFO.
     let (fault, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
-    // The running fiber's guard page (None while the main fiber runs).
-    if let Some((guard, id, size)) = runtime::running_guard()
-        && guard.contains(&fault)
-    {
+    // The guard page of the running fiber (or of the one switching to it)?
+    if let Some((id, size)) = runtime::guard_page_owner(fault) {
         let mut message = Message::default();
         message.push(b"green thread ");
         message.push_number(id);
@@ -78,7 +99,31 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, _conte
             libc::abort();
         }
     }
-    // Not a fiber's guard page: let the default action happen.
+    // Not a fiber's guard page. A real fault (code > 0) goes to the handler
+    // installed before ours, if there was one: Rust's, which reports an
+    // overflow of the thread's own stack and otherwise restores the default
+    // action and returns, as we do below.
+    let previous = PREVIOUS_HANDLER.load(Ordering::Acquire);
+    if code > 0 && previous != libc::SIG_DFL && previous != libc::SIG_IGN {
+        if PREVIOUS_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO != 0 {
+            // SAFETY: `previous` is the address of the handler the kernel
+            // had installed with SA_SIGINFO, so it takes these arguments;
+            // we pass on exactly what the kernel gave us.
+            unsafe {
+                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    std::mem::transmute(previous);
+                handler(signal, info, context);
+            }
+        } else {
+            // SAFETY: as above, for a handler installed without SA_SIGINFO.
+            unsafe {
+                let handler: extern "C" fn(libc::c_int) = std::mem::transmute(previous);
+                handler(signal);
+            }
+        }
+        return;
+    }
+    // No handler before ours: let the default action happen.
     // SAFETY: an all-zero sigaction with SIG_DFL (0) restores the default;
     // sigaction and raise are async-signal-safe.
     unsafe {

@@ -171,7 +171,11 @@ pub(crate) struct Context {
     /// The fiber that runs after it (the ring's forward link).
     next: Cell<*const Context>,
     /// The fiber that runs before it (so spawn and exit can relink in O(1)).
-    prev: Cell<*const Context>,
+    /// Atomic (plain `mov`s on x86-64, and off the yield path) because the
+    /// overflow handler reads it: while a fiber is still pushing its registers
+    /// in `arch::switch`, `CURRENT` already names its successor, whose `prev`
+    /// is the fiber that is switching away (see [`guard_page_owner`]).
+    prev: AtomicPtr<Context>,
     /// Its slot in `Runtime::fibers`.
     slot: usize,
     /// Its id: 0 for the main fiber, then 1, 2, ... in spawn order.
@@ -211,11 +215,30 @@ fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     unsafe { context.as_ref() }.map(f)
 }
 
-/// For the overflow handler: the running fiber's guard page, id and stack
-/// size, or `None` for the main fiber or outside [`run`]. Async-signal-safe:
-/// one atomic load and reads of fields that never change after creation.
-pub(crate) fn running_guard() -> Option<(Range<usize>, u64, usize)> {
-    with_current(|context| (context.id != 0).then(|| (context.guard.clone(), context.id, context.stack_size))).flatten()
+/// For the overflow handler: if `fault` lies in the guard page of the running
+/// fiber, or of the fiber that is switching to it, that fiber's id and stack
+/// size. `None` otherwise (the main fiber has no guard page of ours) and
+/// outside [`run`]. Async-signal-safe: two atomic loads and reads of fields
+/// that never change after creation.
+///
+/// Why two fibers: a yield sets `CURRENT` to the successor *before* calling
+/// `arch::switch`, whose first instructions still write the old fiber's
+/// stack (the control words, then six pushes: 64 bytes below the call). A
+/// fiber that recurses and yields on every level overflows exactly there,
+/// and at that moment the overflowing fiber is `CURRENT`'s predecessor.
+pub(crate) fn guard_page_owner(fault: usize) -> Option<(u64, usize)> {
+    with_current(|current| {
+        // SAFETY: ring links always point at live contexts (module docs), and
+        // `prev` is atomic, so reading it from a signal handler is no data
+        // race; `Acquire` pairs with the `Release` stores in spawn and exit,
+        // so the context's fields are seen as they were created.
+        let previous = unsafe { &*current.prev.load(Ordering::Acquire) };
+        [current, previous]
+            .into_iter()
+            .find(|context| context.id != 0 && context.guard.contains(&fault))
+            .map(|context| (context.id, context.stack_size))
+    })
+    .flatten()
 }
 // ANCHOR_END: context
 
@@ -301,14 +324,14 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     let main_context = Rc::new(Context {
         sp: Cell::new(ptr::null_mut()),
         next: Cell::new(ptr::null()),
-        prev: Cell::new(ptr::null()),
+        prev: AtomicPtr::new(ptr::null_mut()),
         slot: 0,
         id: 0,
         guard: 0..0,
         stack_size: 0,
     });
     main_context.next.set(Rc::as_ptr(&main_context));
-    main_context.prev.set(Rc::as_ptr(&main_context));
+    main_context.prev.store(Rc::as_ptr(&main_context).cast_mut(), Ordering::Relaxed);
     let main_context_ptr = Rc::as_ptr(&main_context);
     let main_fiber = Fiber { context: main_context, stack: None, task: None };
     let runtime = Runtime {
@@ -493,7 +516,7 @@ impl Runtime {
         let context = Rc::new(Context {
             sp: Cell::new(sp),
             next: Cell::new(ptr::null()),
-            prev: Cell::new(ptr::null()),
+            prev: AtomicPtr::new(ptr::null_mut()),
             slot,
             id,
             guard: stack.guard(),
@@ -503,12 +526,14 @@ impl Runtime {
         // after all the others have had their turn.
         let new = Rc::as_ptr(&context);
         with_current(|current| {
-            let prev = current.prev.get();
+            let prev = current.prev.load(Ordering::Relaxed);
             context.next.set(current);
-            context.prev.set(prev);
+            context.prev.store(prev, Ordering::Relaxed);
             // SAFETY: ring links point at live contexts (module docs).
             unsafe { (*prev).next.set(new) };
-            current.prev.set(new);
+            // `Release`: the overflow handler may follow this link (see
+            // `guard_page_owner`), and must find `context` fully written.
+            current.prev.store(new.cast_mut(), Ordering::Release);
         })
         .ok_or_else(no_runtime)?;
         self.fibers[slot] = Some(Fiber { context, stack: Some(stack), task: Some(task) });
@@ -527,9 +552,9 @@ impl Runtime {
                 return None; // the main fiber never "exits", and is always in the ring
             }
             // SAFETY: ring links point at live contexts (module docs).
-            let (prev, next) = unsafe { (&*me.prev.get(), &*me.next.get()) };
+            let (prev, next) = unsafe { (&*me.prev.load(Ordering::Relaxed), &*me.next.get()) };
             prev.next.set(next); // unlink: prev <-> next
-            next.prev.set(prev);
+            next.prev.store(ptr::from_ref(prev).cast_mut(), Ordering::Release);
             set_current(next);
             Some((me.slot, me.sp.as_ptr(), next.sp.get()))
         })

@@ -64,10 +64,13 @@ pub struct Token(
 /// the kernel's own `EPOLL*` constants, combined with `|`:
 ///
 /// ```text
-///  bit 31   30                      13            2   0
-///      ET   ONESHOT                 RDHUP         OUT IN
-///      |    |                       |             |   |
-///   0b1000_0000_0000_0000_0010_0000_0000_0001  = READABLE | RDHUP | EDGE
+///  0b1000_0000_0000_0000_0010_0000_0000_0101  = READABLE | WRITABLE | RDHUP | EDGE
+///    ││                    │             │ │
+///    ││                    │             │ └─  bit 0   IN       READABLE
+///    ││                    │             └───  bit 2   OUT      WRITABLE
+///    ││                    └─────────────────  bit 13  RDHUP    RDHUP
+///    │└──────────────────────────────────────  bit 30  ONESHOT  ONESHOT (not set here)
+///    └───────────────────────────────────────  bit 31  ET       EDGE
 /// ```
 ///
 /// `Display` and `Debug` print exactly that: the 32 bits and the names of the

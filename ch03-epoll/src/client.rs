@@ -37,7 +37,8 @@ pub fn get_all(
     timeout: Duration,
     mut observe: impl FnMut(&Step),
 ) -> io::Result<Vec<io::Result<Response>>> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too large to add to the clock is a caller's mistake, not a panic.
+    let deadline = Instant::now().checked_add(timeout).ok_or_else(|| http_get::too_long(timeout))?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     // The token of request `i` is `Token(i)`; its slot becomes `None` when it

@@ -291,10 +291,16 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// How long a whole batch may take before the unfinished requests fail with
-/// `TimedOut` (the clients never wait forever).
+/// The error of a request still unfinished when the batch's timeout (`after`)
+/// ran out: the clients never wait forever.
 pub fn timed_out(addr: SocketAddr, path: &str, after: std::time::Duration) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("GET {path} from {addr}: no complete answer within {after:?}"))
+}
+
+/// The error for a batch timeout so large that "now + timeout" does not fit
+/// in the clock (e.g. `Duration::MAX`): refused instead of overflowing.
+pub fn too_long(timeout: std::time::Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("a timeout of {timeout:?} is too long to wait for"))
 }
 
 #[cfg(test)]

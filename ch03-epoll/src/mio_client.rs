@@ -36,7 +36,7 @@ pub fn get_all(
     timeout: Duration,
     mut observe: impl FnMut(&Step),
 ) -> io::Result<Vec<io::Result<Response>>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout).ok_or_else(|| http_get::too_long(timeout))?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut requests: Vec<Option<HttpGet<TcpStream>>> = Vec::with_capacity(paths.len());

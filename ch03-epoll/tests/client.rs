@@ -192,3 +192,13 @@ fn a_server_that_never_answers_times_out() -> io::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_timeout_too_long_for_the_clock_is_an_error_not_a_panic() -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    for (name, get_all) in CLIENTS {
+        let err = get_all(listener.local_addr()?, &["/0/x".to_string()], Duration::MAX, &mut |_| {}).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}: {err}");
+    }
+    Ok(())
+}

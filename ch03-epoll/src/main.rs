@@ -132,10 +132,13 @@ fn three_writes() -> io::Result<()> {
 }
 // ANCHOR_END: three_writes
 
-/// Ten requests with delays 500, 450, ..., 50 ms: asked for in that order,
-/// answered in the reverse order.
+/// The delays of section 2's ten requests: 500, 450, ..., 50 ms, asked for
+/// in that order, so they are answered in the reverse order.
+const DELAYS_MS: [u64; 10] = [500, 450, 400, 350, 300, 250, 200, 150, 100, 50];
+
+/// Request `i` asks for `DELAYS_MS[i]` and the body `answer i`.
 fn ten_paths() -> Vec<String> {
-    (0..10).map(|i| http::path(500 - 50 * i, &format!("answer {i}"))).collect()
+    DELAYS_MS.iter().enumerate().map(|(i, &delay)| http::path(delay, &format!("answer {i}"))).collect()
 }
 
 /// A client's `get_all`, with the observer as a trait object so both clients fit one type.
@@ -165,9 +168,17 @@ fn ten_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: Ge
         .map(|r| r.and_then(http::Response::into_ok_body))
         .collect::<Result<_, _>>()
         .with_context(|| format!("{component}: a request failed"))?;
+    // Each result sits at its request's index, whatever order the answers came in.
+    for (i, body) in bodies.iter().enumerate() {
+        if *body != format!("answer {i}") {
+            bail!("{component}: request {i} got the body {body:?}");
+        }
+    }
+    let longest = DELAYS_MS.iter().max().copied().unwrap_or(0);
+    let sum: u64 = DELAYS_MS.iter().sum();
     say!(
         "main",
-        "{} answers in {} ms on one thread: about the LONGEST delay (500 ms), not the sum (2750 ms)",
+        "{} answers in {} ms on one thread: about the LONGEST delay ({longest} ms), not the sum ({sum} ms)",
         bodies.len(),
         took.as_millis()
     );
@@ -308,6 +319,12 @@ fn run_bench(args: &[String]) -> anyhow::Result<()> {
         "bench",
         "open-file limit (RLIMIT_NOFILE) soft limit raised to the hard limit, {soft}, here and in each child"
     );
+    for &n in &sizes {
+        // One socket (one fd) per request, plus a few the process already has open.
+        if n as u64 + 64 > soft {
+            say!("bench", "N = {n} does not fit under that limit: expect failed requests (raise `ulimit -Hn`)");
+        }
+    }
 
     // The server runs in a child process (this same binary, re-executed), so
     // its threads and sockets do not count against the clients' limits and

@@ -5,12 +5,20 @@
 //! and the x87 control word, yield to the other (which loads different
 //! values), and when they are resumed read all of them back. A switch that
 //! forgot one register, or restored another fiber's, fails here.
+//!
+//! Through `yield_now` there is a compiled Rust function between our asm and
+//! the switch, and that function may save and restore a callee-saved
+//! register itself, which would hide a switch that forgot it. So one test
+//! also calls `arch::switch` straight from the asm, against a partner that
+//! fills every register with garbage.
 
 use std::arch::asm;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
+use ch02_green_threads::arch;
+use ch02_green_threads::stack::Stack;
 use ch02_green_threads::{Config, run, spawn, yield_now};
 
 /// Values one fiber loads, and reads back after the switch.
@@ -28,7 +36,9 @@ struct Registers {
 
 impl Registers {
     /// Distinct values per `seed`; MXCSR and x87 rounding modes that differ
-    /// from the defaults (and from each other), exceptions still masked.
+    /// from the defaults, exceptions still masked. MXCSR follows the last
+    /// digit of `seed` and the x87 word the one before, so the two vary
+    /// independently (the switch compares, and reloads, each on its own).
     fn pattern(seed: u64) -> Registers {
         let word = |n: u64| 0x0101_0101_0101_0101u64.wrapping_mul(seed * 16 + n);
         Registers {
@@ -41,25 +51,42 @@ impl Registers {
             // Round toward zero (bits 13-14 = 11) or down (01), all exceptions masked.
             mxcsr: if seed.is_multiple_of(2) { 0x7F80 } else { 0x3F80 },
             // Round toward zero (bits 10-11 = 11) or down (01), exceptions masked.
-            x87_control: if seed.is_multiple_of(2) { 0x0F7F } else { 0x077F },
+            x87_control: if (seed / 10).is_multiple_of(2) { 0x0F7F } else { 0x077F },
         }
     }
 }
 
-/// Called from the asm below with our values in the registers: yields once.
-extern "sysv64" fn yield_from_asm() {
+/// What the asm below calls with our values in the registers: `arch::switch`
+/// itself, or [`yield_from_asm`].
+type SwitchFn = unsafe extern "sysv64" fn(*mut *mut u8, *mut u8);
+
+/// Yields once (a [`SwitchFn`] that ignores its arguments).
+extern "sysv64" fn yield_from_asm(_: *mut *mut u8, _: *mut u8) {
     yield_now();
 }
 
 /// Loads `want` into the registers, yields (other fibers run and load their
 /// own values), and returns what the registers hold when we are resumed.
+fn load_yield_read(want: Registers) -> Registers {
+    // SAFETY: `yield_from_asm` ignores its arguments and is safe to call.
+    unsafe { load_call_read(want, yield_from_asm, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+/// Loads `want` into the registers, calls `switch(save, resume)` (which
+/// runs other code that loads other values), and returns what the registers
+/// hold when it returns.
+///
+/// # Safety
+///
+/// Calling `switch(save, resume)` must be sound, and it must return.
 ///
 /// Rust assumes the default floating-point environment. While ours is
 /// changed, only the runtime's bookkeeping and the switch run (integer code,
 /// no floating-point arithmetic), and the asm restores the original control
 /// words before it ends, so no Rust float operation ever sees another mode.
-fn load_yield_read(want: Registers) -> Registers {
+unsafe fn load_call_read(want: Registers, switch: SwitchFn, save: *mut *mut u8, resume: *mut u8) -> Registers {
     let mut got = [0u64; 8];
+    let call = [switch as usize, save as usize, resume as usize];
     let values =
         [want.rbx, want.rbp, want.r12, want.r13, want.r14, want.r15, want.mxcsr as u64, want.x87_control as u64];
     // SAFETY: the asm saves and restores everything it changes that the
@@ -67,16 +94,22 @@ fn load_yield_read(want: Registers) -> Registers {
     // the stack), MXCSR and x87 control (saved to the stack and reloaded);
     // r12-r15 are declared clobbered, the call clobbers what `clobber_abi`
     // says. It realigns the stack to 16 bytes for the call. `values` and
-    // `got` are valid for 8 reads and writes of u64.
+    // `got` are valid for 8 reads and writes of u64, `call` for 3 reads;
+    // the caller vouches for the call itself.
     unsafe {
         asm!(
             "push rbx",
             "push rbp",
             "mov rax, rsp",
             "and rsp, -16",      // 16-byte alignment for the call below
-            "sub rsp, 32",       // [rsp]: saved rsp, +8: `got`, +16: MXCSR, +20: x87 cw, +24: scratch
-            "mov [rsp], rax",
+            "sub rsp, 48",       // [rsp]: saved rsp, +8: `got`, +16: MXCSR, +20: x87 cw, +24: scratch,
+            "mov [rsp], rax",    // +32: the function to call, +40: its second argument
             "mov [rsp + 8], rsi",
+            "mov rax, [rdx]",
+            "mov [rsp + 32], rax",
+            "mov rax, [rdx + 16]",
+            "mov [rsp + 40], rax",
+            "mov rsi, [rdx + 8]",   // its first argument goes to rdi below, once rdi is free
             "stmxcsr [rsp + 16]",      // the caller's control words, to put back at the end
             "fnstcw [rsp + 20]",
             "ldmxcsr [rdi + 48]",      // ours
@@ -87,7 +120,9 @@ fn load_yield_read(want: Registers) -> Registers {
             "mov r13, [rdi + 24]",
             "mov r14, [rdi + 32]",
             "mov r15, [rdi + 40]",
-            "call {yield_from_asm}",   // other fibers run here
+            "mov rdi, rsi",            // switch(save,
+            "mov rsi, [rsp + 40]",     //        resume)
+            "call [rsp + 32]",         // other code runs here
             "mov rax, [rsp + 8]",      // `got`
             "mov [rax], rbx",
             "mov [rax + 8], rbp",
@@ -106,9 +141,9 @@ fn load_yield_read(want: Registers) -> Registers {
             "mov rsp, [rsp]",
             "pop rbp",
             "pop rbx",
-            yield_from_asm = sym yield_from_asm,
             in("rdi") values.as_ptr(),
             in("rsi") got.as_mut_ptr(),
+            in("rdx") call.as_ptr(),
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             clobber_abi("sysv64"),
         );
@@ -178,5 +213,91 @@ fn control_words_do_not_leak_between_fibers() -> io::Result<()> {
     })??;
     // In hex, so a wrong rounding mode is easy to read off (bits 13-14).
     assert_eq!(format!("{seen:#06x}"), format!("{:#06x}", ch02_green_threads::arch::DEFAULT_MXCSR));
+    Ok(())
+}
+
+/// What `the_switch_alone_restores_every_register` shares with its partner.
+struct Pair {
+    /// Main's saved stack pointer.
+    main: *mut u8,
+    /// The partner's saved stack pointer.
+    partner: *mut u8,
+    /// The MXCSR and x87 control word the partner loads before each switch.
+    partner_control: [u32; 2],
+}
+
+/// The partner context: fills every callee-saved register with garbage and
+/// the control words with `partner_control`, and switches straight back,
+/// forever.
+extern "sysv64" fn clobberer(arg: *mut u8) -> ! {
+    let pair = arg.cast::<Pair>();
+    loop {
+        // SAFETY: rbx and rbp are pushed and popped, r12-r15 declared
+        // clobbered, our own control words saved and reloaded around the
+        // call; rsp stays 16-byte aligned (two pushes, then 16 bytes). `pair`
+        // outlives every switch to us (see the test) and `main` was saved by
+        // the switch that resumed us.
+        unsafe {
+            asm!(
+                "push rbx",
+                "push rbp",
+                "sub rsp, 16",
+                "stmxcsr [rsp]",
+                "fnstcw [rsp + 4]",
+                "ldmxcsr [{garbage}]",
+                "fldcw [{garbage} + 4]",
+                "mov rbx, -1",
+                "mov rbp, -2",
+                "mov r12, -3",
+                "mov r13, -4",
+                "mov r14, -5",
+                "mov r15, -6",
+                "call {switch}",
+                "ldmxcsr [rsp]",
+                "fldcw [rsp + 4]",
+                "add rsp, 16",
+                "pop rbp",
+                "pop rbx",
+                switch = sym arch::switch,
+                garbage = in(reg) &raw const (*pair).partner_control,
+                in("rdi") &raw mut (*pair).partner,
+                in("rsi") (*pair).main,
+                out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+                clobber_abi("sysv64"),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_switch_alone_restores_every_register() -> io::Result<()> {
+    let stack = Stack::new(16 * 1024)?;
+    let mut pair =
+        Box::new(Pair { main: std::ptr::null_mut(), partner: std::ptr::null_mut(), partner_control: [0, 0] });
+    let pair_ptr: *mut Pair = &mut *pair;
+    // SAFETY: the stack is fresh and its top 16-byte aligned; the clobberer
+    // never returns.
+    unsafe { (*pair_ptr).partner = arch::init_stack(stack.top(), clobberer, pair_ptr.cast()) };
+    for seed in [0, 1, 10, 11] {
+        let want = Registers::pattern(seed);
+        // Other rounding modes than ours (bits 13-14 of MXCSR, 10-11 of x87).
+        let (mxcsr, x87) = (want.mxcsr, u32::from(want.x87_control));
+        let (other_mxcsr, other_x87) = (mxcsr ^ 0x6000, x87 ^ 0x0C00);
+        // The partner's control words differ from ours in one, the other, or
+        // both: the switch must notice each difference on its own.
+        for partner_control in [[mxcsr, other_x87], [other_mxcsr, x87], [other_mxcsr, other_x87]] {
+            // SAFETY: the partner is suspended (it only reads this field while running).
+            unsafe { (*pair_ptr).partner_control = partner_control };
+            // SAFETY: the partner's stack pointer is fresh from init_stack or
+            // saved by its last switch, its stack is mapped, and it always
+            // switches straight back to `main`.
+            let got = unsafe { load_call_read(want, arch::switch, &raw mut (*pair_ptr).main, (*pair_ptr).partner) };
+            assert_eq!(got, want, "seed {seed}, partner's control words {partner_control:#x?}");
+        }
+    }
+    // The partner stays suspended for good. It owns nothing on its stack,
+    // so unmapping the stack under it is harmless.
+    drop(stack);
+    drop(pair);
     Ok(())
 }

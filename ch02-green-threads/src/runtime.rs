@@ -247,6 +247,7 @@ pub(crate) fn guard_page_owner(fault: usize) -> Option<(u64, usize)> {
 struct Fiber {
     /// Its context: the ring links and the saved stack pointer. Owned here;
     /// the ring and `CURRENT` only point at it.
+    #[expect(dead_code, reason = "never read: holding it is what keeps the context alive")]
     context: Rc<Context>,
     /// Its stack; `None` for the main fiber, which runs on the thread's own.
     stack: Option<Stack>,
@@ -602,10 +603,22 @@ impl Runtime {
     }
     // ANCHOR_END: exit
 
-    /// Whether `join`ing fiber `id` in slot `slot` can ever succeed from here.
-    fn join_state(&self, id: u64, slot: usize) -> JoinState {
+    /// Whether `join`ing the fiber in slot `slot` whose task is `task` can
+    /// ever succeed from here.
+    ///
+    /// The fiber is recognised by its task's address, not by its id: ids
+    /// start at 1 in every runtime, and a handle can outlive its runtime
+    /// (returned from `run`, or left over when `main` panicked), so fiber 1
+    /// in slot 1 of a later runtime may be a stranger. The address cannot be
+    /// reused while the handle lives, since the handle keeps the task alive.
+    fn join_state(&self, task: *const (), slot: usize) -> JoinState {
         let alive = self.zombie != Some(slot)
-            && self.fibers.get(slot).and_then(Option::as_ref).is_some_and(|f| f.context.id == id);
+            && self
+                .fibers
+                .get(slot)
+                .and_then(Option::as_ref)
+                .and_then(|fiber| fiber.task.as_ref())
+                .is_some_and(|own| ptr::addr_eq(Rc::as_ptr(own), task));
         match alive {
             true if with_current(|c| c.slot) == Some(slot) => JoinState::SelfJoin,
             true => JoinState::Alive,
@@ -770,7 +783,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub struct JoinHandle<T> {
     /// The fiber's id.
     id: u64,
-    /// The fiber's slot in the runtime (with `id`, identifies it).
+    /// The fiber's slot in the runtime (with the address of `shared`,
+    /// identifies it).
     slot: usize,
     /// Its stack size, for [`FiberStats`].
     stack_size: usize,
@@ -801,7 +815,8 @@ impl<T> JoinHandle<T> {
             if let Some(result) = self.shared.take_result() {
                 break result;
             }
-            let state = with_runtime(|rt| rt.join_state(self.id, self.slot)).unwrap_or(JoinState::Gone);
+            let task = Rc::as_ptr(&self.shared).cast::<()>();
+            let state = with_runtime(|rt| rt.join_state(task, self.slot)).unwrap_or(JoinState::Gone);
             match state {
                 JoinState::Alive => yield_now(),
                 JoinState::SelfJoin => {

@@ -175,3 +175,40 @@ fn a_fiber_that_joins_itself_gets_an_error_not_a_hang() -> io::Result<()> {
     assert_eq!(outcome.get(), Some(true));
     Ok(())
 }
+
+#[test]
+fn a_handle_from_an_earlier_runtime_never_waits_for_a_stranger() -> io::Result<()> {
+    // Runtime 1: fiber 1 is left suspended when `main` panics, and its handle
+    // escapes. (The fiber's stack is leaked, as `run` documents.)
+    let escaped: Rc<RefCell<Option<JoinHandle<u32>>>> = Rc::default();
+    let slot = Rc::clone(&escaped);
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(Config::default(), move || {
+            let handle = spawn(|| {
+                yield_now();
+                1
+            })
+            .expect("inside run");
+            yield_now(); // fiber 1 runs up to its yield
+            *slot.borrow_mut() = Some(handle);
+            panic!("main gives up on purpose (the test expects this)");
+        })
+    }));
+    assert!(first.is_err(), "the panic came out of run");
+    let old = escaped.borrow_mut().take().expect("main stored the handle");
+    // Runtime 2: its fiber 1 sits in the same slot with the same id, but it
+    // is a stranger. Joining the old handle must not wait for it.
+    let (joined, stranger_done) = run(Config::default(), || -> io::Result<_> {
+        let stranger = spawn(|| {
+            for _ in 0..3 {
+                yield_now();
+            }
+        })?;
+        assert_eq!(stranger.id(), old.id());
+        let joined = old.join();
+        Ok((joined, stranger.is_finished()))
+    })??;
+    assert!(matches!(joined, Err(JoinError::Unfinishable { fiber: 1, .. })), "{joined:?}");
+    assert!(!stranger_done, "join waited for runtime 2's fiber 1");
+    Ok(())
+}

@@ -16,6 +16,8 @@ fn the_demo_runs_and_shows_each_part() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
     assert!(stdout.contains("coroutine 1 returned 15"), "{stdout}");
+    // Parts 1 and 2 each check polls <= tasks + events and say so.
+    assert_eq!(stdout.matches(", no busy loop").count(), 2, "{stdout}");
 
     // Part 2: answers arrive in delay order, results come back in input order.
     let order: Vec<usize> = ["[coroutine 3]", "[coroutine 5]", "[coroutine 6]", "[coroutine 4]", "[coroutine 2]"]

@@ -20,6 +20,7 @@ use ch01_os_threads::delay_server::{Config, DelayServer};
 use ch01_os_threads::measure::{ProcStatus, cpu_time};
 use ch01_os_threads::report::{self, Table};
 use ch01_os_threads::{http, say};
+use ch03_epoll::bench::listen_overflows;
 use ch04_coroutines::combinators::then;
 use ch04_coroutines::future::{Future, ready};
 use ch04_coroutines::http::HttpGetFuture;
@@ -84,9 +85,10 @@ pub fn run() -> anyhow::Result<()> {
             let mut samples = Vec::with_capacity(RUNS);
             let mut overflows = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
-                let before = listen_overflows();
+                // Chapter 3's reader of TcpExtListenOverflows; 0 if /proc does not have it.
+                let before = listen_overflows().unwrap_or(0);
                 samples.push(run_child(approach, n, server.addr)?);
-                overflows.push(listen_overflows().saturating_sub(before));
+                overflows.push(listen_overflows().unwrap_or(0).saturating_sub(before));
             }
             let median =
                 |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
@@ -118,21 +120,6 @@ pub fn run() -> anyhow::Result<()> {
     server.stop()
 }
 
-/// The kernel's count of connections dropped because a listen queue was full
-/// (`TcpExtListenOverflows` in `/proc/net/netstat`); 0 if unreadable.
-fn listen_overflows() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    // The file pairs a line of names with a line of values, both starting "TcpExt:".
-    let mut tcp_ext = text.lines().filter(|line| line.starts_with("TcpExt:"));
-    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else { return 0 };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "ListenOverflows")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs one measurement in a child process and reads its numbers.
 fn run_child(approach: &str, n: usize, addr: SocketAddr) -> anyhow::Result<Sample> {
     let exe = std::env::current_exe().context("finding this binary")?;
@@ -151,7 +138,7 @@ fn run_child(approach: &str, n: usize, addr: SocketAddr) -> anyhow::Result<Sampl
 }
 
 /// `bench-run <approach> <n> <addr>`: one run; prints
-/// `<wall ns> <cpu ns> <peak RSS added> <polls>`.
+/// `<wall ns> <cpu ns> <peak RSS added> <polls> <failed GETs>`.
 pub fn run_one(args: &[String]) -> anyhow::Result<()> {
     let [approach, n, addr] = args else { bail!("usage: {RUN_ONE} <approach> <n> <addr>") };
     let n: usize = n.parse().context("n")?;
@@ -168,7 +155,7 @@ pub fn run_one(args: &[String]) -> anyhow::Result<()> {
         other => bail!("unknown approach {other:?}"),
     };
     let wall = started.elapsed();
-    let cpu = cpu_time()? - cpu_before;
+    let cpu = cpu_time()?.saturating_sub(cpu_before);
     let peak = ProcStatus::read()?.peak_resident_bytes;
     // A failed GET (e.g. a handshake the busy server dropped until the client
     // gave up) is counted in the table, not hidden and not fatal.

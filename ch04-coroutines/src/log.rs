@@ -59,11 +59,6 @@ impl Log {
         Log { lines: Rc::clone(&self.lines), component: Rc::from(component) }
     }
 
-    /// The component this handle writes as.
-    pub fn component(&self) -> &str {
-        &self.component
-    }
-
     /// Whether lines are kept at all (callers can skip building a message).
     pub fn enabled(&self) -> bool {
         !self.lines.silent

@@ -1,11 +1,12 @@
 //! The futures against real sockets on 127.0.0.1: the embedded delay server,
 //! and tiny misbehaving servers written here.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::thread;
+use std::time::Duration;
 
 use ch01_os_threads::delay_server::{Config, DelayServer};
 use ch01_os_threads::http;
@@ -67,6 +68,38 @@ fn the_executor_polls_only_after_events() -> io::Result<()> {
     assert!(stats.polls >= 5 && stats.polls <= 5 + stats.events, "busy loop? {stats:?}");
     // Every wait ended with at least one event (no timeouts, no spinning).
     assert!(stats.events >= stats.waits);
+    Ok(())
+}
+
+#[test]
+fn fifty_tasks_of_two_gets_each_all_finish_no_event_lost() -> io::Result<()> {
+    // Many sockets at once, answers that arrive together (one wait, many
+    // events), and second GETs registered inside polls that an event caused:
+    // every event must reach its task. A lost one would end in the executor's
+    // wait timeout (short here) instead of a hang.
+    const TASKS: usize = 50;
+    let server = server()?;
+    let http = Http { addr: server.addr() };
+    let mut executor = Executor::new(&Log::recording())?.with_wait_timeout(Duration::from_secs(20));
+    let finished = Rc::new(Cell::new(0));
+    let tasks: Vec<Box<dyn Future<Output = ()>>> = (0..TASKS)
+        .map(|i| {
+            let finished = Rc::clone(&finished);
+            let task = then(http.get((i % 5) as u64, &format!("{i}")), move |first: io::Result<String>| {
+                let first = first.expect("the first GET works");
+                then(http.get(0, &format!("{first}-again")), move |second: io::Result<String>| {
+                    assert_eq!(second.expect("the second GET works"), format!("{i}-again"));
+                    finished.set(finished.get() + 1);
+                    ready(())
+                })
+            });
+            Box::new(task) as Box<dyn Future<Output = ()>>
+        })
+        .collect();
+    executor.run(tasks)?;
+    assert_eq!(finished.get(), TASKS);
+    let stats = executor.stats();
+    assert!(stats.polls <= TASKS as u64 + stats.events, "busy loop? {stats:?}");
     Ok(())
 }
 

@@ -310,8 +310,11 @@ fn no_runtime() -> io::Error {
 /// if `config` is unusable, or if the overflow handler cannot be set up.
 ///
 /// If `main` panics, the panic continues out of `run` after the runtime is
-/// taken down; fibers that had not finished are abandoned: their stacks are
-/// leaked, never unmapped, because objects may still live on them.
+/// taken down; fibers that had not finished are abandoned: they never run
+/// again, the objects on their stacks are never dropped, and their stacks
+/// are leaked (mapped until the process exits), never unmapped or reused,
+/// because something may still point into them. Their [`JoinHandle`]s
+/// return [`JoinError::Unfinishable`].
 pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     if config.stack_size < 4096 || config.stack_size > 1 << 30 {
         return Err(io::Error::new(

@@ -212,3 +212,47 @@ fn a_handle_from_an_earlier_runtime_never_waits_for_a_stranger() -> io::Result<(
     assert!(!stranger_done, "join waited for runtime 2's fiber 1");
     Ok(())
 }
+
+/// Panics when dropped: for panics that happen after a fiber's closure is done.
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+#[test]
+fn panics_from_drops_after_the_closure_are_caught_at_the_fiber_entry_too() -> io::Result<()> {
+    // None of these may unwind past the fiber's entry (there is nothing
+    // above it but the switch; the process would abort): each is caught, and
+    // the runtime carries on with the others.
+    let (captured, normal, stats) = run(Config::default(), || -> io::Result<_> {
+        // 1. A captured value whose drop panics as the closure ends.
+        let guard = PanicsOnDrop("a capture's drop");
+        let captured = spawn(move || {
+            let _moved_in = &guard;
+            yield_now();
+            1
+        })?;
+        // 2. The fiber's result, dropped on the fiber because nobody will
+        //    join it (its handle is dropped at once), panics.
+        drop(spawn(|| PanicsOnDrop("the unjoined result's drop"))?);
+        // 3. The panic payload itself panics when dropped.
+        drop(spawn(|| std::panic::panic_any(PanicsOnDrop("the payload's drop")))?);
+        let normal = spawn(|| {
+            for _ in 0..3 {
+                yield_now();
+            }
+            7
+        })?;
+        Ok((captured.join(), normal.join(), stats().expect("inside run")))
+    })??;
+    assert!(
+        matches!(&captured, Err(JoinError::Panicked { fiber: 1, message }) if message == "a capture's drop"),
+        "{captured:?}"
+    );
+    assert_eq!(normal, Ok(7));
+    assert_eq!((stats.finished, stats.panicked), (4, 3));
+    Ok(())
+}

@@ -18,10 +18,10 @@
 //! 4. otherwise (a real bug elsewhere, or a fault in the main thread's stack)
 //!    it hands the fault to the handler that was installed before ours, if
 //!    any: normally Rust's own, which reports an overflow of a thread's stack
-//!    ("thread 'main' has overflowed its stack") the same way. With no
-//!    handler before ours it restores the default action and returns: the
-//!    faulting instruction runs again, faults again, and the process dies by
-//!    `SIGSEGV` as usual.
+//!    ("thread 'main' has overflowed its stack") the same way. If that one
+//!    returns (the fault was not its business either), or there was none, it
+//!    restores the default action and returns: the faulting instruction runs
+//!    again, faults again, and the process dies by `SIGSEGV` as usual.
 //!
 //! A signal handler may interrupt the program anywhere, even in the middle of
 //! `malloc` or while a `RefCell` is borrowed, so it may only use
@@ -102,7 +102,8 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, contex
     // Not a fiber's guard page. A real fault (code > 0) goes to the handler
     // installed before ours, if there was one: Rust's, which reports an
     // overflow of the thread's own stack and otherwise restores the default
-    // action and returns, as we do below.
+    // action and returns. Then we restore the default action too (in case a
+    // handler did not: the fault would come straight back to us, forever).
     let previous = PREVIOUS_HANDLER.load(Ordering::Acquire);
     if code > 0 && previous != libc::SIG_DFL && previous != libc::SIG_IGN {
         if PREVIOUS_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO != 0 {
@@ -121,9 +122,8 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, contex
                 handler(signal);
             }
         }
-        return;
     }
-    // No handler before ours: let the default action happen.
+    // Let the default action happen.
     // SAFETY: an all-zero sigaction with SIG_DFL (0) restores the default;
     // sigaction and raise are async-signal-safe.
     unsafe {

@@ -152,7 +152,7 @@ fn print_timeline(mut spans: Vec<Span>) {
 }
 
 // ANCHOR: parallel
-/// Counts primes below `limit` by trial division: pure CPU work, no waiting.
+/// Counts the primes among `numbers` by trial division: pure CPU work, no waiting.
 fn count_primes(numbers: impl Iterator<Item = u64>) -> usize {
     numbers.filter(|&n| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)).count()
 }

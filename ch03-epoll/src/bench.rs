@@ -19,13 +19,14 @@
 //! so a run measured after another in the same process would carry the
 //! earlier run's memory in its peak.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ch01_os_threads::delay_server::Config;
+use ch01_os_threads::delay_server::{Config, DelayServer, DemoServer};
 use ch01_os_threads::http;
 use ch01_os_threads::measure::{self, ProcStatus};
 use ch01_os_threads::report::{self, Table};
@@ -64,6 +65,88 @@ pub fn server_config() -> Config {
         backlog: 65_535,
         idle_timeout: Duration::from_secs(30),
         ..Config::default()
+    }
+}
+
+/// The hidden [`SERVE_FOR_BENCH`] subcommand: a delay server with `config`,
+/// its address on the first line of stdout, running until stdin closes (the
+/// parent closes it when it is done, or when it dies).
+///
+/// Chapter 4's bench runs its server the same way, through this function.
+pub fn serve_for_bench(config: Config) -> io::Result<()> {
+    crate::raise_open_files_limit()?;
+    let server = DelayServer::start(config)?;
+    println!("{}", server.addr());
+    io::stdout().flush()?;
+    io::stdin().read_to_end(&mut Vec::new())?;
+    server.shutdown()?;
+    Ok(())
+}
+
+/// The bench's delay server in a child process: this same binary, re-run
+/// with [`SERVE_FOR_BENCH`] (its `main` must call [`serve_for_bench`] for
+/// it). A process of its own keeps the server's threads, sockets, CPU time and
+/// memory out of the clients' numbers and limits.
+#[derive(Debug)]
+pub struct ChildServer {
+    /// The child process.
+    process: Child,
+    /// Its stdin: closing it tells the child to shut down.
+    stdin: Option<ChildStdin>,
+    /// Where it listens.
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts the child and reads the address it listens on.
+    pub fn start() -> io::Result<ChildServer> {
+        let mut process = Command::new(std::env::current_exe()?)
+            .arg(SERVE_FOR_BENCH)
+            .env_remove(DemoServer::ENV)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = process.stdin.take();
+        let mut first_line = String::new();
+        if let Some(stdout) = process.stdout.take() {
+            BufReader::new(stdout).read_line(&mut first_line)?;
+        }
+        let mut child = ChildServer { process, stdin, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
+        child.addr = first_line.trim().parse().map_err(|_| {
+            // `child` drops here: its Drop stops the process.
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the server process printed {first_line:?}, not its address"),
+            )
+        })?;
+        Ok(child)
+    }
+
+    /// Where the child server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // end of input: the child shuts its server down
+        // Its shutdown is bounded (grace period 5 s); give it a little more,
+        // then stop it the hard way rather than leave it behind.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < give_up {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 

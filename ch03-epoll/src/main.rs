@@ -20,17 +20,17 @@
 //! mio; use `--release`), `--help`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ch01_os_threads::delay_server::{Config, DelayServer, DemoServer};
+use ch01_os_threads::delay_server::{Config, DemoServer};
 use ch01_os_threads::{http, report, say, trace};
-use ch03_epoll::bench::{self, BenchServer};
+use ch03_epoll::bench::{self, BenchServer, ChildServer};
 use ch03_epoll::http_get::{Step, StepOutcome};
 use ch03_epoll::poll::{Events, Interest, Poll, Token};
 use ch03_epoll::{client, mio_client, syscall};
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
         Some("bench") => run_bench(&args[1..]),
-        Some(bench::SERVE_FOR_BENCH) => serve_for_bench(),
+        Some(bench::SERVE_FOR_BENCH) => Ok(bench::serve_for_bench(bench::server_config())?),
         Some(bench::RUN_ONE) => bench_run_one(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
@@ -339,8 +339,8 @@ fn run_bench(args: &[String]) -> anyhow::Result<()> {
         }
         None => {
             child = ChildServer::start().context("starting the delay server in a child process")?;
-            say!("bench", "delay server in child process {} at {}", child.process.id(), child.addr);
-            BenchServer { addr: child.addr, max_connections: Some(bench::SERVER_MAX_CONNECTIONS) }
+            say!("bench", "delay server in child process {} at {}", child.id(), child.addr());
+            BenchServer { addr: child.addr(), max_connections: Some(bench::SERVER_MAX_CONNECTIONS) }
         }
     };
     println!();
@@ -383,67 +383,4 @@ fn bench_run_one(args: &[String]) -> anyhow::Result<()> {
     let sample = bench::run(approach, addr, n, delay_ms).context("the measured run")?;
     println!("{}", sample.to_line());
     Ok(())
-}
-
-/// The hidden `serve-for-bench` subcommand: a delay server sized for the
-/// bench, its address on the first line of stdout, running until stdin closes.
-fn serve_for_bench() -> anyhow::Result<()> {
-    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    let server = DelayServer::start(bench::server_config()).context("starting the bench's delay server")?;
-    println!("{}", server.addr());
-    io::stdout().flush()?;
-    // The parent closes our stdin when it is done (or dies): then we stop.
-    let mut sink = Vec::new();
-    io::stdin().read_to_end(&mut sink)?;
-    server.shutdown()?;
-    Ok(())
-}
-
-/// The bench's delay server, running as a child process.
-struct ChildServer {
-    /// The child (this binary with `serve-for-bench`).
-    process: Child,
-    /// Its stdin: closing it tells the child to shut down.
-    stdin: Option<ChildStdin>,
-    /// Where it listens.
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    fn start() -> anyhow::Result<ChildServer> {
-        let exe = std::env::current_exe().context("finding our own executable")?;
-        let mut process = Command::new(exe)
-            .arg(bench::SERVE_FOR_BENCH)
-            .env_remove(DemoServer::ENV)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("spawning the server process")?;
-        let stdin = process.stdin.take();
-        let stdout = process.stdout.take().context("the child's stdout")?;
-        let mut first_line = String::new();
-        BufReader::new(stdout).read_line(&mut first_line).context("reading the server's address")?;
-        let addr = first_line
-            .trim()
-            .parse()
-            .with_context(|| format!("the server process printed {first_line:?}, not an address"))?;
-        Ok(ChildServer { process, stdin, addr })
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // end of input: the child shuts its server down
-        // Its shutdown is bounded (grace period 5 s); give it a little more,
-        // then stop it the hard way rather than leave it behind.
-        let give_up = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < give_up {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }

@@ -9,26 +9,23 @@
 //! client being measured.
 
 use std::cell::Cell;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ch01_os_threads::delay_server::{Config, DelayServer};
+use ch01_os_threads::delay_server::Config;
 use ch01_os_threads::measure::{ProcStatus, cpu_time};
 use ch01_os_threads::report::{self, Table};
 use ch01_os_threads::{http, say};
-use ch03_epoll::bench::listen_overflows;
+use ch03_epoll::bench::{ChildServer, listen_overflows};
 use ch04_coroutines::combinators::then;
 use ch04_coroutines::future::{Future, ready};
 use ch04_coroutines::http::HttpGetFuture;
 use ch04_coroutines::log::Log;
 use ch04_coroutines::runtime::Executor;
 
-/// Hidden subcommand: run the delay server for the bench.
-pub const SERVE: &str = "serve-for-bench";
 /// Hidden subcommand: one measured run.
 pub const RUN_ONE: &str = "bench-run";
 
@@ -56,13 +53,8 @@ struct Sample {
 pub fn run() -> anyhow::Result<()> {
     let limit = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
     say!("main", "RLIMIT_NOFILE: soft limit raised to the hard limit, {limit} (the child processes inherit it)");
-    let server = BenchServer::start()?;
-    say!(
-        "main",
-        "delay server (child process {}) on {}; every GET waits {DELAY_MS} ms",
-        server.child.id(),
-        server.addr
-    );
+    let server = ChildServer::start().context("starting the delay server in a child process")?;
+    say!("main", "delay server (child process {}) on {}; every GET waits {DELAY_MS} ms", server.id(), server.addr());
 
     println!("{}", report::machine());
     let mut table = Table::new(&[
@@ -87,7 +79,7 @@ pub fn run() -> anyhow::Result<()> {
             for _ in 0..RUNS {
                 // Chapter 3's reader of TcpExtListenOverflows; 0 if /proc does not have it.
                 let before = listen_overflows().unwrap_or(0);
-                samples.push(run_child(approach, n, server.addr)?);
+                samples.push(run_child(approach, n, server.addr())?);
                 overflows.push(listen_overflows().unwrap_or(0).saturating_sub(before));
             }
             let median =
@@ -117,7 +109,7 @@ pub fn run() -> anyhow::Result<()> {
          system-wide): each one costs its client a 1 s retry, which is what makes wall time at 10 000 vary;\n\
          'failed GETs' is the total over the {RUNS} runs)"
     );
-    server.stop()
+    Ok(())
 }
 
 /// Runs one measurement in a child process and reads its numbers.
@@ -200,56 +192,8 @@ fn raw_event_loop(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<usiz
     Ok(results.iter().filter(|result| result.as_ref().is_ok_and(|response| response.status == 200)).count())
 }
 
-/// `serve-for-bench`: a delay server for 10 000+ connections; prints its
-/// address, then serves until stdin closes (the parent exits or is done).
-pub fn serve_for_bench() -> anyhow::Result<()> {
-    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    let config = Config { max_connections: 12_000, ..Config::default() };
-    let server = DelayServer::start(config).context("starting the bench delay server")?;
-    println!("{}", server.addr());
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    while std::io::stdin().read_line(&mut line)? > 0 {}
-    server.shutdown()?;
-    Ok(())
-}
-
-/// The delay server child process.
-struct BenchServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl BenchServer {
-    fn start() -> anyhow::Result<BenchServer> {
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let mut child = Command::new(exe)
-            .arg(SERVE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the delay server child")?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first)?;
-        let addr = match first.trim().parse() {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the delay server child said {first:?} instead of its address");
-            }
-        };
-        Ok(BenchServer { child, addr })
-    }
-
-    /// Closes the child's stdin (its signal to shut down) and waits for it.
-    fn stop(mut self) -> anyhow::Result<()> {
-        drop(self.child.stdin.take());
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("the delay server child exited with {status}");
-        }
-        Ok(())
-    }
+/// The server the bench runs in a child process (see
+/// [`ch03_epoll::bench::ChildServer`]): room for 10 000+ connections.
+pub fn server_config() -> Config {
+    Config { max_connections: 12_000, ..Config::default() }
 }

@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         None => demo(),
         Some("bench") => bench::run(),
         // Hidden: the bench re-executes this binary for its server and runs.
-        Some(bench::SERVE) => bench::serve_for_bench(),
+        Some(ch03_epoll::bench::SERVE_FOR_BENCH) => Ok(ch03_epoll::bench::serve_for_bench(bench::server_config())?),
         Some(bench::RUN_ONE) => bench::run_one(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");

@@ -38,7 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::http::{self, MAX_DELAY_MS, MAX_HEAD_BYTES};
+use crate::http::{self, MAX_HEAD_BYTES, Reply, parse_request, reply};
 use crate::say;
 
 /// How the server is set up. `Config::default()` is what the demos use.
@@ -390,26 +390,6 @@ impl Drop for Connection {
     }
 }
 
-/// An answer ready to be written.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    bytes: Vec<u8>,
-}
-
-/// Builds a response with a plain-text body and `Connection: close`.
-fn reply(status: u16, reason: &str, body: &str) -> Reply {
-    let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
-    // Error bodies end in a newline so they print nicely in a terminal; a 200
-    // body is exactly the message, byte for byte.
-    let body = if status == 200 { body.to_string() } else { format!("{body}\n") };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
-        body.len()
-    );
-    Reply { status, bytes: [head.into_bytes(), body.into_bytes()].concat() }
-}
-
 /// Writes the response and ends the connection politely (the caller then
 /// drops the stream, which closes the socket).
 ///
@@ -475,43 +455,6 @@ fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
     }
 }
 
-/// A valid request.
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    delay_ms: u64,
-    message: String,
-}
-
-// ANCHOR: parse_request
-/// Checks the request line: `GET /<delay_ms>/<message> HTTP/1.x`.
-fn parse_request(head: &[u8]) -> Result<Request, Reply> {
-    let bad = |detail: &str| reply(400, "Bad Request", detail);
-    let head = std::str::from_utf8(head).map_err(|_| bad("the request is not UTF-8"))?;
-    let request_line = head.split("\r\n").next().unwrap_or_default();
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
-    };
-    let is_token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase());
-    if !is_token(method) || !version.starts_with("HTTP/1.") {
-        return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
-    }
-    if method != "GET" {
-        return Err(reply(405, "Method Not Allowed", &format!("{method} is not supported; use GET")));
-    }
-    let Some((delay, message)) = target.strip_prefix('/').and_then(|t| t.split_once('/')) else {
-        return Err(bad("expected a path like /<delay_ms>/<message>, e.g. /200/hello"));
-    };
-    let delay_ms: u64 =
-        delay.parse().map_err(|_| bad(&format!("the delay {delay:?} is not a whole number of milliseconds")))?;
-    if delay_ms > MAX_DELAY_MS {
-        return Err(bad(&format!("the delay {delay_ms} ms is over the limit of {MAX_DELAY_MS} ms")));
-    }
-    let message = http::percent_decode(message).ok_or_else(|| bad("the message has a broken %-escape"))?;
-    Ok(Request { delay_ms, message })
-}
-// ANCHOR_END: parse_request
-
 /// The server the demos talk to: the instructor's if `DELAY_SERVER` is set,
 /// otherwise one started in this process.
 #[derive(Debug)]
@@ -555,37 +498,5 @@ impl DemoServer {
             Some(_) => format!("embedded delay server listening on {}", self.addr),
             None => format!("using the delay server at {} (from {})", self.addr, Self::ENV),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(head: &str) -> u16 {
-        match parse_request(head.as_bytes()) {
-            Ok(_) => 200,
-            Err(response) => response.status,
-        }
-    }
-
-    #[test]
-    fn parses_good_requests() {
-        let request = parse_request(b"GET /250/hi%20there HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        assert_eq!(request, Request { delay_ms: 250, message: "hi there".into() });
-        assert_eq!(status("GET /0/ HTTP/1.0\r\n\r\n"), 200);
-    }
-
-    #[test]
-    fn rejects_bad_requests_with_their_status() {
-        assert_eq!(status("hello\r\n\r\n"), 400);
-        assert_eq!(status("GET /1/a HTTP/1.1 extra\r\n\r\n"), 400);
-        assert_eq!(status("GET /1/a SPDY/3\r\n\r\n"), 400);
-        assert_eq!(status("POST /1/a HTTP/1.1\r\n\r\n"), 405);
-        assert_eq!(status("GET /abc/a HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /60001/a HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /60000/a HTTP/1.1\r\n\r\n"), 200);
-        assert_eq!(status("GET /200 HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /1/%zz HTTP/1.1\r\n\r\n"), 400);
     }
 }

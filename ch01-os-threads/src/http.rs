@@ -4,7 +4,10 @@
 //! Only what the chapters need: one request shape (`GET /<delay_ms>/<message>`)
 //! and a response with `Connection: close`, so "read until end of file" is how a
 //! client knows it has the whole answer. Later chapters reuse these functions
-//! from their non-blocking clients, so there is one parser, not five.
+//! from their non-blocking clients, so there is one parser, not five; and
+//! chapter 5's async delay server checks requests with the same
+//! [`parse_request`] and answers with the same [`reply`] as this chapter's
+//! blocking one, so both give the same answer to every input.
 
 use std::io;
 use std::net::SocketAddr;
@@ -113,6 +116,70 @@ pub fn find_head_end(bytes: &[u8]) -> Option<usize> {
     bytes.windows(4).position(|window| window == b"\r\n\r\n")
 }
 
+/// An answer ready to be written: its status (for logs and tests) and its
+/// bytes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code, e.g. `200` or `400`.
+    pub status: u16,
+    /// The whole response: status line, headers, blank line, body.
+    pub bytes: Vec<u8>,
+}
+
+/// Builds a response with a plain-text body and `Connection: close`.
+pub fn reply(status: u16, reason: &str, body: &str) -> Reply {
+    let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
+    // Error bodies end in a newline so they print nicely in a terminal; a 200
+    // body is exactly the message, byte for byte.
+    let body = if status == 200 { body.to_string() } else { format!("{body}\n") };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    );
+    Reply { status, bytes: [head.into_bytes(), body.into_bytes()].concat() }
+}
+
+/// A valid delay request: wait `delay_ms`, then answer `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// How long to wait before answering, in milliseconds (at most [`MAX_DELAY_MS`]).
+    pub delay_ms: u64,
+    /// The body to answer with, percent-decoded.
+    pub message: String,
+}
+
+// ANCHOR: parse_request
+/// Checks a request head (everything up to and including the blank line):
+/// the request line must be `GET /<delay_ms>/<message> HTTP/1.x`. A bad one
+/// comes back as the [`Reply`] that says what is wrong.
+pub fn parse_request(head: &[u8]) -> Result<Request, Reply> {
+    let bad = |detail: &str| reply(400, "Bad Request", detail);
+    let head = std::str::from_utf8(head).map_err(|_| bad("the request is not UTF-8"))?;
+    let request_line = head.split("\r\n").next().unwrap_or_default();
+    let parts: Vec<&str> = request_line.split(' ').collect();
+    let [method, target, version] = parts[..] else {
+        return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
+    };
+    let is_token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase());
+    if !is_token(method) || !version.starts_with("HTTP/1.") {
+        return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
+    }
+    if method != "GET" {
+        return Err(reply(405, "Method Not Allowed", &format!("{method} is not supported; use GET")));
+    }
+    let Some((delay, message)) = target.strip_prefix('/').and_then(|t| t.split_once('/')) else {
+        return Err(bad("expected a path like /<delay_ms>/<message>, e.g. /200/hello"));
+    };
+    let delay_ms: u64 =
+        delay.parse().map_err(|_| bad(&format!("the delay {delay:?} is not a whole number of milliseconds")))?;
+    if delay_ms > MAX_DELAY_MS {
+        return Err(bad(&format!("the delay {delay_ms} ms is over the limit of {MAX_DELAY_MS} ms")));
+    }
+    let message = percent_decode(message).ok_or_else(|| bad("the message has a broken %-escape"))?;
+    Ok(Request { delay_ms, message })
+}
+// ANCHOR_END: parse_request
+
 /// Decodes `%XX` escapes in a path segment. `None` if an escape is broken or
 /// the result is not UTF-8.
 pub fn percent_decode(segment: &str) -> Option<String> {
@@ -142,6 +209,33 @@ mod tests {
         assert_eq!(path(5, "a b%c"), "/5/a%20b%25c");
         assert_eq!(percent_decode("a%20b%25c").as_deref(), Some("a b%c"));
         assert_eq!(percent_decode("bad%2"), None);
+    }
+
+    fn status(head: &str) -> u16 {
+        match parse_request(head.as_bytes()) {
+            Ok(_) => 200,
+            Err(response) => response.status,
+        }
+    }
+
+    #[test]
+    fn parses_good_requests() {
+        let request = parse_request(b"GET /250/hi%20there HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(request, Request { delay_ms: 250, message: "hi there".into() });
+        assert_eq!(status("GET /0/ HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn rejects_bad_requests_with_their_status() {
+        assert_eq!(status("hello\r\n\r\n"), 400);
+        assert_eq!(status("GET /1/a HTTP/1.1 extra\r\n\r\n"), 400);
+        assert_eq!(status("GET /1/a SPDY/3\r\n\r\n"), 400);
+        assert_eq!(status("POST /1/a HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GET /abc/a HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /60001/a HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /60000/a HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("GET /200 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /1/%zz HTTP/1.1\r\n\r\n"), 400);
     }
 
     #[test]

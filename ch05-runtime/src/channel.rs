@@ -1,0 +1,192 @@
+//! An async channel: many senders, one receiver, unbounded.
+//!
+//! Its wakes come from another task (or thread), not from the OS: `send`
+//! pushes the value and, if the receiver is waiting, calls the waker it
+//! left. So the reactor is not involved at all: the same `Waker` contract
+//! carries any kind of event.
+//!
+//! ```
+//! use ch05_runtime::{Runtime, channel, spawn};
+//! # fn main() -> std::io::Result<()> {
+//! let runtime = Runtime::new()?;
+//! let total = runtime.block_on(async {
+//!     let (tx, mut rx) = channel::channel();
+//!     spawn(async move {
+//!         for n in 1..=3 {
+//!             tx.send(n).expect("the receiver is alive");
+//!         }
+//!     }); // tx dropped at the end: the receiver then sees the end
+//!     let mut total = 0;
+//!     while let Some(n) = rx.recv().await {
+//!         total += n;
+//!     }
+//!     total
+//! });
+//! assert_eq!(total, 6);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+/// A new channel: the sending and the receiving end.
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    let state = State { queue: VecDeque::new(), receiver_waker: None, senders: 1, receiver_alive: true };
+    let shared = Arc::new(Shared { state: Mutex::new(state) });
+    (Sender { shared: Arc::clone(&shared) }, Receiver { shared })
+}
+
+/// What both ends share.
+#[derive(Debug)]
+struct Shared<T> {
+    /// Everything, behind one lock (held only for a push or a pop).
+    state: Mutex<State<T>>,
+}
+
+/// The channel's contents.
+#[derive(Debug)]
+struct State<T> {
+    /// Values sent and not yet received, oldest first.
+    queue: VecDeque<T>,
+    /// The receiver's waker, while it waits for a value.
+    receiver_waker: Option<Waker>,
+    /// How many `Sender`s exist; at 0 the receiver sees the end.
+    senders: usize,
+    /// Whether the `Receiver` exists; if not, sends fail.
+    receiver_alive: bool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Wakers are called and values dropped outside the lock, so nothing
+        // panics while it is held; a poisoned lock still guards a good queue.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sending end; clone it for more senders.
+pub struct Sender<T> {
+    /// The channel.
+    shared: Arc<Shared<T>>,
+}
+
+/// The receiving end.
+pub struct Receiver<T> {
+    /// The channel.
+    shared: Arc<Shared<T>>,
+}
+
+/// A send to a channel whose receiver is gone; the value comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a channel whose receiver was dropped")
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SendError<T> {}
+
+// ANCHOR: send
+impl<T> Sender<T> {
+    /// Sends `value` (never waits: the channel has no bound) and wakes the
+    /// receiver if it is waiting.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let mut state = self.shared.lock();
+        if !state.receiver_alive {
+            return Err(SendError(value));
+        }
+        state.queue.push_back(value);
+        let waker = state.receiver_waker.take();
+        drop(state);
+        // Outside the lock: waking runs the waker's code (our executor's
+        // `schedule`, or any other executor's), which must not wait on us.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: send
+
+// ANCHOR: recv
+impl<T> Receiver<T> {
+    /// The next value: `Ready(Some)` if one is queued, `Ready(None)` if the
+    /// queue is empty and every sender is gone, else `Pending` with our waker
+    /// left for the next `send`.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.shared.lock();
+        if let Some(value) = state.queue.pop_front() {
+            return Poll::Ready(Some(value));
+        }
+        if state.senders == 0 {
+            return Poll::Ready(None);
+        }
+        match &state.receiver_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.receiver_waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits for the next value; `None` once every sender is dropped and
+    /// the queue is empty.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+// ANCHOR_END: recv
+
+impl<T> Receiver<T> {
+    /// The next value if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<T> {
+        self.shared.lock().queue.pop_front()
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        self.shared.lock().senders += 1;
+        Sender { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.senders -= 1;
+        // The last sender: a waiting receiver must learn that no value will come.
+        let waker = if state.senders == 0 { state.receiver_waker.take() } else { None };
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_alive = false;
+        let unread = std::mem::take(&mut state.queue);
+        drop(state);
+        drop(unread); // values nobody will receive, dropped outside the lock
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sender { .. }")
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receiver { .. }")
+    }
+}

@@ -1,0 +1,458 @@
+//! A task: a spawned future, its state bits and its join slot, in one
+//! allocation.
+//!
+//! ```text
+//!   Arc<TaskCell<F>>  (one heap allocation per task)
+//!   ┌──────────────────────────────────────────────────────────────┐
+//!   │ strong / weak counts   (the Arc's)                           │
+//!   │ state: AtomicUsize     SCHEDULED | RUNNING | NOTIFIED | ...  │
+//!   │ id, key, scheduler     who it is, where it goes when woken   │
+//!   │ future: Option<F>      the state machine; None once finished │
+//!   │ join: JoinSlot<F::Output>   the result, for the JoinHandle   │
+//!   └──────────────────────────────────────────────────────────────┘
+//!        ▲                ▲                     ▲
+//!   run queue entry   JoinHandle           every Waker clone
+//!   (Arc<dyn Schedulable>)  (Arc<dyn Joinable>)  (Waker::from(Arc))
+//! ```
+//!
+//! The same `Arc` is the queue entry, the [`JoinHandle`]'s target and the
+//! [`Waker`]: a waker *is* a reference to the task, and `wake()` puts that
+//! reference into the run queue. No side table, no second allocation. Both
+//! executors (single- and multi-threaded) use this one task type; only the
+//! queue a wake pushes into differs (see [`crate::executor`]).
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::executor::{self, Shared};
+use crate::join::{JoinError, JoinHandle, JoinSlot, Joinable};
+use crate::trace::{Event, WakeSource};
+
+/// A task's number, unique in the process: the `N` of `[task N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId(pub u64);
+
+impl TaskId {
+    /// The next unused id (ids start at 1 and are never reused).
+    pub(crate) fn next() -> TaskId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.0)
+    }
+}
+
+/// The task being polled on this thread, if any: a task can name itself in
+/// what it prints (`[task 3] got "b"`).
+pub fn current_id() -> Option<TaskId> {
+    WakeSource::current_task()
+}
+
+/// What the run queues hold: a task whose future type is erased.
+pub(crate) type Task = Arc<dyn Schedulable>;
+
+impl fmt::Debug for dyn Schedulable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.id())
+    }
+}
+
+/// What an executor can do with a task without knowing its future's type.
+pub(crate) trait Schedulable: Send + Sync {
+    /// The task's id.
+    fn id(&self) -> TaskId;
+    /// The runtime whose queues the task goes into when woken.
+    fn scheduler(&self) -> &Arc<Shared>;
+    /// Polls the future once (the executor's *poll* phase). The task was
+    /// taken out of a run queue; this decides where it goes next.
+    fn run(self: Arc<Self>);
+    /// Drops the future without polling it (the runtime is shutting down).
+    fn shut_down(self: Arc<Self>);
+}
+
+// ANCHOR: state_bits
+/// The task's state: five bits in one atomic word, so that every change is
+/// a single compare-and-swap that sees what all other threads did.
+///
+/// The rules they keep:
+/// - A task is in at most one run queue, at most once: only the wake that
+///   sets `SCHEDULED` pushes it, and only the executor clears the bit, when
+///   it takes the task out to run it.
+/// - A wake is never lost: a wake while the task is being polled cannot
+///   queue it (the executor still holds it), so it sets `NOTIFIED`, and the
+///   executor polls once more when this poll returns `Pending`.
+/// - Only the thread that set `RUNNING` touches the future (polls or drops it).
+/// - A `COMPLETE` task is never polled again, and wakes are ignored.
+mod state {
+    /// In a run queue (or being pushed into one). Never set with `RUNNING`.
+    pub(super) const SCHEDULED: usize = 1 << 0;
+    /// An executor thread is polling (or dropping) the future right now.
+    pub(super) const RUNNING: usize = 1 << 1;
+    /// Woken while `RUNNING`: poll again once the current poll returns.
+    pub(super) const NOTIFIED: usize = 1 << 2;
+    /// Finished, panicked, aborted or shut down: the future is gone.
+    pub(super) const COMPLETE: usize = 1 << 3;
+    /// `JoinHandle::abort` was called: drop the future instead of polling it.
+    pub(super) const ABORTED: usize = 1 << 4;
+}
+// ANCHOR_END: state_bits
+
+use state::{ABORTED, COMPLETE, NOTIFIED, RUNNING, SCHEDULED};
+
+/// The atomic word with the [`state`] bits, and its transitions.
+///
+/// Every transition is a compare-and-swap loop (`fetch_update`): read the
+/// bits, compute the new ones, store them only if nobody changed them in
+/// between, else try again with what they changed. `AcqRel` everywhere: a
+/// thread that takes `RUNNING` sees everything the previous runner wrote to
+/// the future, and on x86-64 every atomic read-modify-write is a full
+/// barrier anyway.
+#[derive(Debug)]
+struct State(AtomicUsize);
+
+/// What a wake changed.
+enum Woken {
+    /// The task was idle and is now `SCHEDULED`: the waker must queue it.
+    Queue,
+    /// The task is being polled: `NOTIFIED` makes the executor poll it again.
+    WhileRunning,
+    /// Already scheduled or notified, or complete: nothing changed.
+    Nothing,
+}
+
+/// What the executor does after a poll that returned `Pending`.
+enum AfterPending {
+    /// Nothing: a waker will schedule the task when there is progress to make.
+    Wait,
+    /// It was woken while it ran: queue it again.
+    Reschedule,
+    /// It was aborted while it ran: drop the future now.
+    Abort,
+}
+
+impl State {
+    fn transition(&self, f: impl FnMut(usize) -> Option<usize>) -> Result<usize, usize> {
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
+    }
+
+    /// A wake: what it changed.
+    fn wake(&self) -> Woken {
+        let before = self.transition(|s| {
+            if s & (COMPLETE | SCHEDULED | NOTIFIED) != 0 {
+                None // finished, or already going to be polled: nothing to do
+            } else if s & RUNNING != 0 {
+                Some(s | NOTIFIED) // the executor holds it: tell it to poll again
+            } else {
+                Some(s | SCHEDULED) // idle: the waker queues it
+            }
+        });
+        match before {
+            Err(_) => Woken::Nothing,
+            Ok(s) if s & RUNNING != 0 => Woken::WhileRunning,
+            Ok(_) => Woken::Queue,
+        }
+    }
+
+    /// Taken out of a run queue: `SCHEDULED` → `RUNNING`. Returns the bits
+    /// before, or `Err` if the task completed meanwhile (shut down while queued).
+    fn start_poll(&self) -> Result<usize, usize> {
+        self.transition(|s| if s & COMPLETE != 0 { None } else { Some((s & !SCHEDULED) | RUNNING) })
+    }
+
+    /// The poll returned `Pending`.
+    fn end_pending(&self) -> AfterPending {
+        let before = self.transition(|s| {
+            if s & ABORTED != 0 {
+                Some(s) // keep RUNNING: we drop the future next
+            } else if s & NOTIFIED != 0 {
+                Some((s & !(RUNNING | NOTIFIED)) | SCHEDULED)
+            } else {
+                Some(s & !RUNNING)
+            }
+        });
+        let before = before.unwrap_or_else(|s| s); // the closure always returns Some
+        if before & ABORTED != 0 {
+            AfterPending::Abort
+        } else if before & NOTIFIED != 0 {
+            AfterPending::Reschedule
+        } else {
+            AfterPending::Wait
+        }
+    }
+
+    /// The future is gone: `COMPLETE`, for good.
+    fn complete(&self) {
+        self.0.store(COMPLETE, Ordering::Release);
+    }
+
+    /// `JoinHandle::abort`. `true` if the caller must queue the task (it was
+    /// idle, so nothing else would run it to notice the abort).
+    fn abort(&self) -> bool {
+        let before = self.transition(|s| {
+            if s & (COMPLETE | ABORTED) != 0 {
+                None
+            } else if s & (RUNNING | SCHEDULED) != 0 {
+                Some(s | ABORTED) // whoever runs it next (or now) sees the bit
+            } else {
+                Some(s | ABORTED | SCHEDULED)
+            }
+        });
+        matches!(before, Ok(s) if s & (RUNNING | SCHEDULED) == 0)
+    }
+
+    /// Shutdown: take the future away from any queue (set `RUNNING`), unless
+    /// a thread is polling it right now (then mark it `ABORTED`, and that
+    /// thread drops it after its poll) or it is already complete.
+    fn claim_for_shutdown(&self) -> bool {
+        let before = self.transition(|s| {
+            if s & COMPLETE != 0 {
+                None
+            } else if s & RUNNING != 0 {
+                Some(s | ABORTED)
+            } else {
+                Some((s & !SCHEDULED) | RUNNING | ABORTED)
+            }
+        });
+        matches!(before, Ok(s) if s & RUNNING == 0)
+    }
+}
+
+// ANCHOR: task_cell
+/// A spawned future and everything the runtime keeps for it.
+pub(crate) struct TaskCell<F: Future> {
+    /// The [`state`] bits.
+    state: State,
+    /// For traces and errors.
+    id: TaskId,
+    /// Its place in the runtime's list of unfinished tasks (a slab key).
+    key: usize,
+    /// The runtime it belongs to: a wake pushes the task into its queues.
+    scheduler: Arc<Shared>,
+    /// The future; `None` once it finished or was dropped. Only the thread
+    /// holding `RUNNING` touches it, which is why an `UnsafeCell` is enough.
+    future: UnsafeCell<Option<F>>,
+    /// The result, until the `JoinHandle` takes it.
+    join: JoinSlot<F::Output>,
+}
+// ANCHOR_END: task_cell
+
+// SAFETY: `TaskCell` is shared between threads through `Arc` (queues, wakers,
+// the JoinHandle). Its fields are atomics, an `Arc`, a mutex-protected slot
+// (`JoinSlot<T>` is `Sync` when `T: Send`), and the `UnsafeCell` future, which
+// the `RUNNING` bit gives to one thread at a time (the compare-and-swap that
+// sets it is the lock). A future touched by one thread at a time, possibly a
+// different one each poll, needs to be `Send`, not `Sync`.
+unsafe impl<F: Future + Send> Sync for TaskCell<F> where F::Output: Send {}
+
+impl<F> TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// A new task, already `SCHEDULED` (its first poll is due), as the queue
+    /// entry and the handle: two references to one allocation.
+    pub(crate) fn create(future: F, id: TaskId, key: usize, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
+        let cell = Arc::new(TaskCell {
+            state: State(AtomicUsize::new(SCHEDULED)),
+            id,
+            key,
+            scheduler,
+            future: UnsafeCell::new(Some(future)),
+            join: JoinSlot::new(),
+        });
+        let task: Task = Arc::clone(&cell) as Task;
+        (task, JoinHandle::new(cell))
+    }
+
+    // ANCHOR: poll_future
+    /// Polls the future once.
+    fn poll_future(&self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: the caller set `RUNNING`, so no other thread touches the
+        // future until we clear it (see the `state` rules).
+        let future = unsafe { &mut *self.future.get() };
+        let Some(future) = future.as_mut() else {
+            unreachable!("{}: a task that is not COMPLETE still has its future", self.id)
+        };
+        // SAFETY: pinning: the future lives inside this task's `Arc`
+        // allocation, which never moves, and it is never moved out of it:
+        // it stays there until `drop_future` drops it in place.
+        let future = unsafe { Pin::new_unchecked(future) };
+        future.poll(cx)
+    }
+    // ANCHOR_END: poll_future
+
+    /// Drops the future in place. `Err` with the panic payload if its `drop` panicked.
+    fn drop_future(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the caller holds `RUNNING` (or is the last owner), so
+            // nobody else touches the future; writing `None` drops it where it is.
+            unsafe { *self.future.get() = None };
+        }))
+    }
+
+    /// The end of the task: drop the future, mark it `COMPLETE`, leave the
+    /// runtime's list, hand the result to the `JoinHandle`.
+    fn finish(self: Arc<Self>, result: Result<F::Output, JoinError>) {
+        let result = match self.drop_future() {
+            Ok(()) => result,
+            Err(payload) => Err(JoinError::panicked(self.id, &*payload)),
+        };
+        self.state.complete();
+        self.scheduler.remove_task(self.key);
+        if let Some(tracer) = self.scheduler.tracer() {
+            tracer.event(
+                self.id,
+                match &result {
+                    Ok(_) => Event::Ready,
+                    Err(e) if e.is_panic() => Event::Panicked(e.panic_message().unwrap_or_default().to_string()),
+                    Err(e) if e.is_aborted() => Event::Aborted,
+                    Err(_) => Event::ShutDown,
+                },
+            );
+        }
+        if let Some(unread) = self.join.finish(result) {
+            // Detached: nobody reads the output. Its drop runs here; a panic
+            // in it must not take the executor thread down.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unread)));
+        }
+    }
+}
+
+impl<F> Schedulable for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn id(&self) -> TaskId {
+        self.id
+    }
+
+    fn scheduler(&self) -> &Arc<Shared> {
+        &self.scheduler
+    }
+
+    // ANCHOR: run
+    fn run(self: Arc<Self>) {
+        // 1. SCHEDULED -> RUNNING: from here on, the future is ours.
+        let Ok(before) = self.state.start_poll() else {
+            return; // shut down while it sat in the queue: nothing to do
+        };
+        if before & ABORTED != 0 {
+            let error = JoinError::aborted(self.id);
+            return self.finish(Err(error));
+        }
+        let tracer = self.scheduler.tracer();
+        if let Some(tracer) = tracer {
+            tracer.event(self.id, Event::Polled(crate::trace::thread_name()));
+        }
+
+        // 2. Poll, with a waker that is this very task: if the future keeps
+        //    it and something calls `wake()`, this task goes back in a queue.
+        //    A panic is caught here, so it ends this task and nothing else.
+        let waker = Waker::from(Arc::clone(&self));
+        let mut cx = Context::from_waker(&waker);
+        let polled = {
+            // Noted for `current_id` and for the trace's "woken by task N".
+            let _running = WakeSource::Task(self.id).enter();
+            panic::catch_unwind(AssertUnwindSafe(|| self.poll_future(&mut cx)))
+        };
+        drop(waker);
+
+        // 3. Where it goes next.
+        match polled {
+            Ok(Poll::Pending) => {
+                if let Some(tracer) = tracer {
+                    tracer.event(self.id, Event::Pending);
+                }
+                match self.state.end_pending() {
+                    AfterPending::Wait => {} // the waker it kept will bring it back
+                    AfterPending::Reschedule => executor::schedule(self),
+                    AfterPending::Abort => {
+                        let error = JoinError::aborted(self.id);
+                        self.finish(Err(error));
+                    }
+                }
+            }
+            Ok(Poll::Ready(output)) => self.finish(Ok(output)),
+            Err(payload) => {
+                let error = JoinError::panicked(self.id, &*payload);
+                self.finish(Err(error));
+            }
+        }
+    }
+    // ANCHOR_END: run
+
+    fn shut_down(self: Arc<Self>) {
+        if self.state.claim_for_shutdown() {
+            let error = JoinError::shutdown(self.id);
+            self.finish(Err(error));
+        }
+    }
+}
+
+// ANCHOR: wake
+/// Waking a task: if it was idle, mark it `SCHEDULED` and put it in its
+/// runtime's run queue. `std` builds the `Waker` vtable from these two
+/// methods (see [`crate::waker`] for the same thing written out by hand).
+impl<F> Wake for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        match self.state.wake() {
+            Woken::Queue => {
+                self.scheduler.woken(self.id);
+                executor::schedule(self); // this waker's reference becomes the queue entry
+            }
+            Woken::WhileRunning => self.scheduler.woken(self.id),
+            Woken::Nothing => {}
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        match self.state.wake() {
+            Woken::Queue => {
+                self.scheduler.woken(self.id);
+                executor::schedule(Arc::clone(self) as Task); // the queue needs a reference of its own
+            }
+            Woken::WhileRunning => self.scheduler.woken(self.id),
+            Woken::Nothing => {}
+        }
+    }
+}
+// ANCHOR_END: wake
+
+impl<F> Joinable<F::Output> for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn id(&self) -> TaskId {
+        self.id
+    }
+
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        self.join.poll_result(cx)
+    }
+
+    fn detach(&self) -> Option<Result<F::Output, JoinError>> {
+        self.join.detach()
+    }
+
+    fn abort(self: Arc<Self>) {
+        if self.state.abort() {
+            executor::schedule(self);
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The executor's promises: outputs and errors through `JoinHandle`, no
+//! lost and no double wakeups, never a poll after completion, and a clean
+//! shutdown. Every test runs on both executors where it makes sense.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use ch05_runtime::channel::channel;
+use ch05_runtime::time::timeout;
+use ch05_runtime::{JoinHandle, Runtime, spawn};
+
+/// Both executors: single-threaded, and two workers.
+fn runtimes() -> io::Result<Vec<Runtime>> {
+    Ok(vec![Runtime::new()?, Runtime::builder().worker_threads(2).build()?])
+}
+
+/// A future that counts its polls and drops, and checks it is never polled
+/// after it returned `Ready`. Pending until `release` is set, then ready.
+struct Probe {
+    polls: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+    release: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<Waker>>>,
+    done: bool,
+}
+
+impl Future for Probe {
+    type Output = usize;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        assert!(!self.done, "polled after it returned Ready");
+        let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.release.load(Ordering::SeqCst) {
+            self.done = true;
+            Poll::Ready(polls)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Counters {
+    polls: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+    release: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<Waker>>>,
+}
+
+impl Counters {
+    fn probe(&self) -> Probe {
+        Probe {
+            polls: Arc::clone(&self.polls),
+            drops: Arc::clone(&self.drops),
+            release: Arc::clone(&self.release),
+            waker: Arc::clone(&self.waker),
+            done: false,
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self.waker.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+}
+
+#[test]
+fn join_handles_give_outputs_and_errors() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let (value, panicked, after) = runtime.block_on(async {
+            let value = spawn(async { 6 * 7 }).await;
+            let panicked = spawn(async {
+                if true {
+                    panic!("deliberate panic in a test task");
+                }
+            })
+            .await;
+            // The runtime lives on after a task panicked.
+            let after = spawn(async { "still running" }).await;
+            (value, panicked, after)
+        });
+        assert_eq!(value.unwrap(), 42);
+        let error = panicked.unwrap_err();
+        assert!(error.is_panic());
+        assert_eq!(error.panic_message(), Some("deliberate panic in a test task"));
+        assert!(error.to_string().contains("panicked: deliberate panic"), "{error}");
+        assert_eq!(after.unwrap(), "still running");
+        assert_eq!(runtime.unfinished_tasks(), 0);
+    }
+    Ok(())
+}
+
+#[test]
+fn abort_drops_the_future_and_the_handle_says_so() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let counters = Counters::default();
+        let probe = counters.probe();
+        let result = runtime.block_on(async {
+            let handle = spawn(probe);
+            // Wait (by causality, not time) until the task was polled once.
+            poll_fn(|cx| {
+                if counters.polls.load(Ordering::SeqCst) > 0 {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+            handle.abort();
+            handle.await
+        });
+        let error = result.unwrap_err();
+        assert!(error.is_aborted(), "{error}");
+        assert_eq!(counters.drops.load(Ordering::SeqCst), 1, "the aborted future was dropped");
+        assert_eq!(counters.polls.load(Ordering::SeqCst), 1, "and never polled again");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_finished_task_keeps_its_output_when_aborted_late() -> io::Result<()> {
+    let runtime = Runtime::new()?;
+    let output = runtime.block_on(async {
+        let handle = spawn(async { 7 });
+        // Let it finish: a second task that runs after it in FIFO order.
+        spawn(async {}).await.unwrap();
+        handle.abort();
+        handle.await
+    });
+    assert_eq!(output.unwrap(), 7);
+    Ok(())
+}
+
+#[test]
+fn dropping_a_join_handle_detaches_the_task() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let (tx, mut rx) = channel();
+        let got = runtime.block_on(async move {
+            drop(spawn(async move { tx.send("from a detached task").unwrap() }));
+            rx.recv().await
+        });
+        assert_eq!(got, Some("from a detached task"));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_wake_while_running_makes_the_task_run_exactly_once_more() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&polls);
+        let output = runtime.block_on(async move {
+            spawn(poll_fn(move |cx| {
+                match counted.fetch_add(1, Ordering::SeqCst) {
+                    // First poll: three wakes while running (one notification).
+                    0 => {
+                        for _ in 0..3 {
+                            cx.waker().wake_by_ref();
+                        }
+                        // Deliberately by value too: `wake` and `wake_by_ref` are
+                        // separate paths through the task's state.
+                        #[allow(clippy::waker_clone_wake)]
+                        cx.waker().clone().wake();
+                        Poll::Pending
+                    }
+                    // Second poll: the only one those wakes may cause.
+                    _ => Poll::Ready("done"),
+                }
+            }))
+            .await
+        });
+        assert_eq!(output.unwrap(), "done");
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_completed_task_is_never_polled_again() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let counters = Counters::default();
+        counters.release.store(true, Ordering::SeqCst);
+        let probe = counters.probe();
+        let polls = runtime.block_on(async { spawn(probe).await.unwrap() });
+        assert_eq!(polls, 1);
+        // Stale wakes after completion are ignored (the Probe would panic).
+        for _ in 0..5 {
+            counters.wake();
+        }
+        runtime.block_on(async { spawn(async {}).await.unwrap() }); // let the runtime run again
+        assert_eq!(counters.polls.load(Ordering::SeqCst), 1);
+        assert_eq!(counters.drops.load(Ordering::SeqCst), 1);
+    }
+    Ok(())
+}
+
+/// Many tasks, each woken many times from other OS threads: every task must
+/// see every wake it needs (a lost wake would leave it waiting: the bounded
+/// wait below turns that into a failure, not a hang).
+#[test]
+fn no_wake_from_another_thread_is_lost() -> io::Result<()> {
+    const TASKS: usize = 64;
+    const ROUNDS: usize = 200;
+    for runtime in runtimes()? {
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut wakers_rx = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..TASKS {
+            // Each task: ROUNDS times, publish its waker and wait for its
+            // counter to move; a helper thread moves it and wakes.
+            let (waker_tx, waker_rx) = mpsc::channel::<Waker>();
+            let progress = Arc::new(AtomicUsize::new(0));
+            wakers_rx.push((waker_rx, Arc::clone(&progress)));
+            let done_tx = done_tx.clone();
+            handles.push(runtime.spawn(async move {
+                for round in 0..ROUNDS {
+                    poll_fn(|cx| {
+                        if progress.load(Ordering::SeqCst) > round {
+                            Poll::Ready(())
+                        } else {
+                            waker_tx.send(cx.waker().clone()).unwrap();
+                            Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+                done_tx.send(()).unwrap();
+            }));
+        }
+        drop(done_tx);
+        let wakers: Vec<_> = wakers_rx
+            .into_iter()
+            .map(|(waker_rx, progress)| {
+                thread::spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let Ok(waker) = waker_rx.recv_timeout(Duration::from_secs(60)) else { return };
+                        progress.fetch_add(1, Ordering::SeqCst);
+                        waker.wake();
+                    }
+                })
+            })
+            .collect();
+        // A lost wake leaves a task waiting forever: the time limit turns
+        // that into a failure instead of a hang.
+        let finished = runtime.block_on(timeout(Duration::from_secs(60), async {
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        }));
+        assert!(finished.is_ok(), "some task was never woken: a lost wake");
+        for waker in wakers {
+            waker.join().unwrap();
+        }
+        assert_eq!(done_rx.iter().count(), TASKS);
+    }
+    Ok(())
+}
+
+/// The same from the other side: wakes race with polls on a multi-threaded
+/// runtime, where a task may be woken on one thread while polled on another.
+#[test]
+fn racing_wakes_never_run_a_task_twice_at_once() -> io::Result<()> {
+    let runtime = Runtime::builder().worker_threads(2).build()?;
+    let inside = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
+    let (inside2, total2) = (Arc::clone(&inside), Arc::clone(&total));
+    let polls = runtime.block_on(async move {
+        spawn(poll_fn(move |cx| {
+            assert!(!inside2.swap(true, Ordering::SeqCst), "two threads polled the same task at once");
+            let n = total2.fetch_add(1, Ordering::SeqCst) + 1;
+            // Wake ourselves from another thread while we are still running.
+            let waker = cx.waker().clone();
+            let barrier = Arc::new(Barrier::new(2));
+            let other = Arc::clone(&barrier);
+            let waking = thread::spawn(move || {
+                other.wait();
+                waker.wake();
+            });
+            barrier.wait();
+            inside2.store(false, Ordering::SeqCst);
+            waking.join().unwrap();
+            if n == 500 { Poll::Ready(n) } else { Poll::Pending }
+        }))
+        .await
+    });
+    assert_eq!(polls.unwrap(), 500);
+    assert!(!inside.load(Ordering::SeqCst));
+    Ok(())
+}
+
+#[test]
+fn dropping_the_runtime_drops_every_unfinished_task() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let counters = Counters::default();
+        let handles: Vec<JoinHandle<usize>> = (0..10).map(|_| runtime.spawn(counters.probe())).collect();
+        // Run them until each is waiting (polled once, pending forever).
+        runtime.block_on(async {
+            poll_fn(|cx| {
+                if counters.polls.load(Ordering::SeqCst) >= 10 {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await
+        });
+        assert_eq!(runtime.unfinished_tasks(), 10);
+        drop(runtime);
+        assert_eq!(counters.drops.load(Ordering::SeqCst), 10, "every pending future was dropped");
+        // Their handles report the shutdown (awaited on the smallest executor).
+        for handle in handles {
+            let error = ch05_runtime::waker::block_on(handle).unwrap_err();
+            assert!(error.is_shutdown(), "{error}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn nested_block_on_is_refused_with_a_clear_panic() -> io::Result<()> {
+    let runtime = Runtime::new()?;
+    let inner = Runtime::new()?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async { inner.block_on(async {}) });
+    }));
+    let payload = result.unwrap_err();
+    let message = payload.downcast_ref::<String>().cloned().or(payload.downcast_ref::<&str>().map(|s| s.to_string()));
+    assert!(message.unwrap_or_default().contains("already running a runtime"));
+    // The runtime is still usable afterwards.
+    assert_eq!(runtime.block_on(async { spawn(async { 1 }).await.unwrap() }), 1);
+    Ok(())
+}
+
+#[test]
+fn zero_workers_is_an_error() {
+    let error = Runtime::builder().worker_threads(0).build().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+}

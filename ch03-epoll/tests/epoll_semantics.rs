@@ -24,29 +24,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use ch03_epoll::client::connect_nonblocking;
-use ch03_epoll::poll::{Event, Events, Interest, Poll, Token};
+use ch03_epoll::poll::{Interest, Poll, Token};
 
 mod common;
-use common::{blocked_in_epoll_wait, wait_until};
-
-/// Generous bound for polls that must see an event.
-const SHOULD_NOT_TAKE: Option<Duration> = Some(Duration::from_secs(10));
-
-fn poll_now(poll: &mut Poll) -> io::Result<Vec<Event>> {
-    let mut events = Events::with_capacity(16);
-    poll.poll(&mut events, Some(Duration::ZERO))?;
-    Ok(events.iter().collect())
-}
-
-fn poll_until_event(poll: &mut Poll) -> io::Result<Vec<Event>> {
-    let mut events = Events::with_capacity(16);
-    poll.poll(&mut events, SHOULD_NOT_TAKE)?;
-    assert!(!events.is_empty(), "expected an event within {SHOULD_NOT_TAKE:?}");
-    Ok(events.iter().collect())
-}
+use common::{blocked_in_epoll_wait, poll_now, poll_until_event, wait_until};
 
 /// Reads until `WouldBlock`: what an edge-triggered reader must do.
 fn drain(reader: &mut impl Read) -> io::Result<Vec<u8>> {

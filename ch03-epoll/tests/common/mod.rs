@@ -1,8 +1,34 @@
-//! Helpers for tests that must know a thread is asleep inside `epoll_wait`
-//! before they act, without sleeping for a guessed time.
+//! Helpers shared by the integration tests: polling that only looks or waits
+//! a bounded time, and knowing that a thread is asleep inside `epoll_wait`
+//! before acting, without sleeping for a guessed time.
+//!
+//! Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
 
+use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use ch03_epoll::poll::{Event, Events, Poll};
+
+/// Generous bound for polls that must see an event: it only matters if the
+/// test is failing, and then it turns a hang into a clear failure.
+pub const SHOULD_NOT_TAKE: Option<Duration> = Some(Duration::from_secs(10));
+
+/// The events ready right now: a zero timeout only looks.
+pub fn poll_now(poll: &mut Poll) -> io::Result<Vec<Event>> {
+    let mut events = Events::with_capacity(16);
+    poll.poll(&mut events, Some(Duration::ZERO))?;
+    Ok(events.iter().collect())
+}
+
+/// Waits (at most [`SHOULD_NOT_TAKE`]) for at least one event.
+pub fn poll_until_event(poll: &mut Poll) -> io::Result<Vec<Event>> {
+    let mut events = Events::with_capacity(16);
+    poll.poll(&mut events, SHOULD_NOT_TAKE)?;
+    assert!(!events.is_empty(), "expected an event within {SHOULD_NOT_TAKE:?}");
+    Ok(events.iter().collect())
+}
 
 /// Whether thread `tid` of this process is blocked in `epoll_wait` (or glibc's
 /// `epoll_pwait`) right now, according to `/proc`.

@@ -12,6 +12,9 @@ use std::thread;
 
 use ch01_os_threads::measure::map_count;
 
+mod common;
+use common::{signal_stack_is_stds, skip};
+
 /// Starts `n` threads with `stack` bytes of stack, waits until every one of
 /// them runs, calls `f`, then lets them end.
 fn with_parked_threads<T>(n: usize, stack: usize, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
@@ -37,12 +40,19 @@ fn with_parked_threads<T>(n: usize, stack: usize, f: impl FnOnce() -> io::Result
 
 #[test]
 fn each_running_thread_adds_four_mappings() -> io::Result<()> {
+    if !signal_stack_is_stds()? {
+        skip("each_running_thread_adds_four_mappings");
+        return Ok(());
+    }
     // Warm-up: the first threads of a process make malloc create per-thread
-    // arenas (mappings of their own, once); a crowd of small-stack threads
-    // pays for that first. Their stacks stay in glibc's cache, mapped, and
-    // are too small to be reused for the threads we count.
-    let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    with_parked_threads(16 * cores, 32 * 1024, || Ok(()))?;
+    // arenas (mappings of their own, once), up to 8 per online CPU (glibc's
+    // `NARENAS_FROM_NCORES` in malloc/arena.c: online CPUs, not the ones
+    // this thread may use). A crowd of more small-stack threads than that
+    // pays for all of them first. Their stacks stay in glibc's cache, mapped,
+    // and are too small to be reused for the threads we count.
+    // SAFETY: sysconf only reads a configuration value.
+    let online_cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    with_parked_threads(8 * online_cpus + 8, 32 * 1024, || Ok(()))?;
 
     const N: usize = 100;
     let before = map_count()?;

@@ -8,7 +8,7 @@
 //! 1. five slow requests made one after another: the waits add up;
 //! 2. the same five requests, one OS thread each: the waits overlap, and the
 //!    whole takes as long as the slowest (concurrency);
-//! 3. CPU-bound work split over the machine's cores (parallelism);
+//! 3. CPU-bound work split over the machine's CPUs (parallelism);
 //! 4. a raw `write` system call through `libc`: the OS's public API.
 //!
 //! Other commands: `serve` (a standalone delay server for workshops), `bench`
@@ -80,7 +80,7 @@ fn demo() -> anyhow::Result<()> {
     say!("main", "all five took {} ms: about the LONGEST delay ({longest} ms)", took.as_millis());
     say!("main", "the threads spent their time waiting, not computing: that is concurrency");
 
-    println!("\n--- 3. CPU-bound work: one thread, then one thread per core ---");
+    println!("\n--- 3. CPU-bound work: one thread, then one thread per CPU ---");
     parallel_work()?;
 
     println!("\n--- 4. a system call by hand ---");
@@ -161,6 +161,10 @@ fn count_primes(numbers: impl Iterator<Item = u64>) -> usize {
 fn parallel_work() -> anyhow::Result<()> {
     // Small enough for a debug build to finish in well under a second.
     const LIMIT: u64 = 300_000;
+    // The CPUs this thread may run on: *logical* CPUs, so a core running two
+    // hardware threads (hyper-threading, SMT) counts twice, though its two
+    // threads share one core's execution units (and a cgroup CPU quota can
+    // lower the number; see `available_parallelism`'s docs).
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
 
     let start = Instant::now();
@@ -184,13 +188,13 @@ fn parallel_work() -> anyhow::Result<()> {
     let speedup = one_thread.as_secs_f64() / all_threads.as_secs_f64().max(1e-9);
     // Say what the numbers show, even when they do not show what we hoped.
     let meaning = if cores == 1 {
-        "one core: threads can take turns (concurrency) but never compute at the same instant"
+        "one CPU: threads can take turns (concurrency) but never compute at the same instant"
     } else if speedup >= 1.3 {
-        "the threads computed at the same instant on different cores: that is parallelism"
+        "the threads computed at the same instant on different CPUs: that is parallelism"
     } else {
-        "little speed-up: the other cores were busy with other programs (look at `top`, run again)"
+        "little speed-up: the other CPUs were busy with other programs (look at `top`, run again)"
     };
-    say!("main", "speed-up {speedup:.1}x on {cores} cores: {meaning}");
+    say!("main", "speed-up {speedup:.1}x on {cores} CPUs: {meaning}");
     Ok(())
 }
 // ANCHOR_END: parallel
@@ -210,7 +214,7 @@ fn raw_write() -> anyhow::Result<()> {
         return Err(std::io::Error::last_os_error()).context("write(2) to stdout");
     }
     say!("main", "write(1, {} bytes) returned {written}: a system call is the OS's public API", message.len());
-    say!("main", "try `strace -e trace=write cargo run -q -p ch01-os-threads` to see every println! do the same");
+    say!("main", "try `strace -f -e trace=write cargo run -q -p ch01-os-threads` to see every println! do the same");
     Ok(())
 }
 // ANCHOR_END: raw_write
@@ -266,12 +270,12 @@ fn bench() -> anyhow::Result<()> {
     table.row(&[
         "spawn + join, 64 KiB stack, same CPU",
         &report::duration(spawn_small),
-        "create a kernel task, map a stack, run, tear down",
+        "a kernel task, a fresh signal stack (glibc reuses the stack), run, tear down",
     ]);
     table.row(&[
         "spawn + join, 2 MiB stack, same CPU",
         &report::duration(spawn_std),
-        "the stack size barely matters: it is only reserved",
+        "the stack size barely matters: it is only reserved (and reused)",
     ]);
     table.row(&[
         "spawn + join, 64 KiB stack, any CPU",
@@ -290,12 +294,17 @@ fn bench() -> anyhow::Result<()> {
         table.row(&[
             &format!("virtual memory per thread, {label} stack"),
             &report::bytes(memory.virtual_per_thread),
-            "reserved: stack, guard page, thread-local data",
+            "reserved: stack + guard page (glibc), signal stack + guard page (std)",
         ]);
         table.row(&[
             &format!("resident memory per thread, {label} stack"),
             &report::bytes(memory.resident_per_thread),
             "RAM really used: only the touched pages",
+        ]);
+        table.row(&[
+            &format!("kernel stack per thread, {label} stack"),
+            &report::bytes(memory.kernel_stack_per_thread),
+            "the kernel's own, not in VmSize or VmRSS (KernelStack, whole machine)",
         ]);
     }
 

@@ -11,6 +11,11 @@
 //! is reserved in full when the thread starts, but the memory management unit
 //! (MMU) maps a page of RAM behind it only when the thread first touches that
 //! page. So a thread with a 64 KiB stack reserves 64 KiB yet may use 8 KiB.
+//!
+//! What the process's numbers leave out is the kernel's own memory for each
+//! thread, above all its kernel stack (16 KiB on x86-64: `THREAD_SIZE` in
+//! the kernel's `arch/x86/include/asm/page_64_types.h`). `/proc/meminfo`
+//! reports the kernel stacks of the whole machine as `KernelStack`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +82,16 @@ pub fn cpu_time() -> io::Result<Duration> {
 /// How many memory mappings this process has (lines of `/proc/self/maps`).
 pub fn map_count() -> io::Result<usize> {
     Ok(std::fs::read_to_string("/proc/self/maps")?.lines().count())
+}
+
+/// The kernel stacks of every thread on the machine (`KernelStack` in
+/// `/proc/meminfo`), in bytes.
+pub fn kernel_stack_bytes() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let line = text.lines().find_map(|l| l.strip_prefix("KernelStack:"));
+    let kib = line.and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse::<u64>().ok());
+    kib.map(|kib| kib * 1024)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/meminfo has no KernelStack line"))
 }
 
 /// The kernel's limit on mappings per process (`vm.max_map_count`).
@@ -200,6 +215,10 @@ pub struct ThreadMemory {
     pub virtual_per_thread: u64,
     /// Growth of `VmRSS` per thread: the pages really touched.
     pub resident_per_thread: u64,
+    /// Growth of the machine's `KernelStack` per thread: the kernel's stack
+    /// for each thread, which neither `VmSize` nor `VmRSS` counts. Whole
+    /// machine, so threads other programs start or end meanwhile blur it.
+    pub kernel_stack_per_thread: u64,
 }
 
 // ANCHOR: memory
@@ -222,9 +241,11 @@ pub fn memory_per_parked_thread(n: usize, stack_size: usize) -> io::Result<Threa
     warm_up.release()?;
 
     let before = ProcStatus::read()?;
+    let kernel_stacks_before = kernel_stack_bytes()?;
     let crowd = Crowd::spawn(n, stack_size)?;
     crowd.wait_until_all_parked();
     let during = ProcStatus::read()?;
+    let kernel_stacks_during = kernel_stack_bytes()?;
     let spawned = crowd.len();
     crowd.release()?;
     if spawned < n {
@@ -236,6 +257,7 @@ pub fn memory_per_parked_thread(n: usize, stack_size: usize) -> io::Result<Threa
         stack_size,
         virtual_per_thread: per_thread(during.virtual_bytes, before.virtual_bytes),
         resident_per_thread: per_thread(during.resident_bytes, before.resident_bytes),
+        kernel_stack_per_thread: per_thread(kernel_stacks_during, kernel_stacks_before),
     })
 }
 // ANCHOR_END: memory

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// One line describing this machine: CPU model, cores, kernel.
+/// One line describing this machine: CPU model, logical CPUs, kernel.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
@@ -14,10 +14,11 @@ pub fn machine() -> String {
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
         .map_or("unknown CPU".to_string(), |(_, v)| v.trim().to_string());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Logical CPUs (hardware threads), as the scheduler sees them.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into());
     let build = if cfg!(debug_assertions) { "debug build: use --release for real numbers" } else { "release build" };
-    format!("machine: {cpu}, {cores} cores, Linux {} ({build})", kernel.trim())
+    format!("machine: {cpu}, {cpus} CPUs, Linux {} ({build})", kernel.trim())
 }
 
 /// The median of some samples (the middle one after sorting): unlike the

@@ -330,8 +330,17 @@ pub fn table(
     run_one: RunOne<'_>,
     mut progress: impl FnMut(&str),
 ) -> io::Result<String> {
-    let mut table =
-        Table::new(&["approach", "N", "runs", "wall", "CPU time", "peak RSS", "RSS rise", "answered", "SYNs dropped"]);
+    let mut table = Table::new(&[
+        "approach",
+        "N",
+        "runs",
+        "wall",
+        "CPU time",
+        "peak RSS",
+        "RSS rise",
+        "answered",
+        "listen overflows",
+    ]);
     let mut notes = Vec::new();
     for &n in sizes {
         let runs = runs_for(n);
@@ -348,7 +357,7 @@ pub fn table(
                 let sample = run_one(approach, server.addr, n, delay_ms)?;
                 drops.push(listen_overflows().unwrap_or(0).saturating_sub(overflows_before));
                 progress(&format!(
-                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}  SYNs dropped {}",
+                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}  listen overflows {}",
                     approach.name(),
                     report::duration(sample.wall),
                     report::duration(sample.cpu),
@@ -368,9 +377,9 @@ pub fn table(
                 && most > 0
             {
                 notes.push(format!(
-                    "{} at N = {n}: the server's accept queue overflowed (up to {most} SYNs dropped per run, each \
-                     retried 1 s, then 3 s, 7 s after the first try): chapter 1's thread-per-connection server, not \
-                     this client, set the wall time; compare CPU time and RSS",
+                    "{} at N = {n}: the server's accept queue overflowed (up to {most} listen overflows per run, \
+                     each a dropped SYN or handshake ACK that costs its client a retry after 1 s or more): chapter \
+                     1's thread-per-connection server, not this client, set the wall time; compare CPU time and RSS",
                     approach.name()
                 ));
             }
@@ -390,9 +399,11 @@ pub fn table(
     let mut out = format!(
         "Each request waits {delay_ms} ms at the server; all N are in flight at once. Every run is a fresh process.\n\
          wall, CPU time (the client process: user + system), peak RSS and RSS rise (peak minus the RSS when the\n\
-         run began) are medians over `runs`; \"answered\" is the worst run; \"SYNs dropped\" counts connection\n\
-         attempts the server's full accept queue dropped (TcpExt ListenOverflows, whole machine), each retried by\n\
-         the client's kernel 1 s later (then 3 s, 7 s after the first try).\n\n{table}"
+         run began) are medians over `runs`; \"answered\" is the worst run.\n\
+         \"listen overflows\" (TcpExt ListenOverflows, whole machine) counts handshake packets dropped because\n\
+         the server's accept queue was full: a SYN (the client's kernel sends it again 1 s later, then 3 s,\n\
+         7 s after the first try) or the handshake's last ACK (the client's connect() already returned; the\n\
+         server's kernel resends its SYN-ACK after 1 s). One connection can be counted more than once.\n\n{table}"
     );
     for note in notes {
         out.push_str(&format!("note: {note}\n"));
@@ -401,9 +412,17 @@ pub fn table(
 }
 // ANCHOR_END: table
 
-/// How many connection attempts were dropped because a listen queue was
-/// full (`TcpExt: ListenOverflows` in `/proc/net/netstat`, for the whole
-/// network namespace since boot).
+/// How many handshake packets were dropped because a listener's accept
+/// queue was full (`TcpExt: ListenOverflows` in `/proc/net/netstat`, for the
+/// whole network namespace since boot).
+///
+/// The kernel counts two cases: a SYN dropped on arrival (`tcp_conn_request`
+/// in `net/ipv4/tcp_input.c`; the client's kernel sends it again after 1 s,
+/// then 3 s, 7 s after the first try) and the handshake's last ACK dropped
+/// (`tcp_v4_syn_recv_sock` in `net/ipv4/tcp_ipv4.c`; the client's `connect`
+/// has already returned, and the server's kernel resends its SYN-ACK after
+/// 1 s). So it counts packets, not connections: one slow connection can
+/// add several.
 pub fn listen_overflows() -> io::Result<u64> {
     let text = std::fs::read_to_string("/proc/net/netstat")?;
     let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
@@ -415,7 +434,7 @@ pub fn listen_overflows() -> io::Result<u64> {
 }
 
 /// Five runs where they are cheap, three where a run holds thousands of
-/// sockets (and its wall time depends on which SYNs the server dropped).
+/// sockets (and its wall time depends on which handshakes the server dropped).
 pub fn runs_for(n: usize) -> usize {
     match n {
         0..=100 => 5,

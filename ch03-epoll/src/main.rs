@@ -236,7 +236,22 @@ fn level_vs_edge() -> io::Result<()> {
         started.elapsed().as_millis(),
         unread[1]
     );
-    say!("main", "an edge-triggered reader must read until WouldBlock, or (without a timeout) it waits forever");
+
+    // More data is a new edge, although the old bytes were never read: the
+    // kernel reports each arrival, it never looks at what is already there.
+    let more = b"ab";
+    edge_writer.write_all(more)?;
+    unread[1] += more.len();
+    poll.poll(&mut events, Some(NOTHING_COMES))?;
+    say!(
+        "epoll",
+        "{} more bytes arrive: {} event(s), though the buffer never went empty ({} bytes unread)",
+        more.len(),
+        events.len(),
+        unread[1]
+    );
+    say!("main", "an edge-triggered reader must read until WouldBlock: what it leaves is not reported again");
+    say!("main", "until more data arrives, and if none is coming (without a timeout) it waits forever");
     Ok(())
 }
 // ANCHOR_END: level_vs_edge

@@ -88,14 +88,18 @@ impl Interest {
     /// `EPOLLOUT`: tell me when a write would not block (there is room in the
     /// socket's send buffer, or a non-blocking `connect` finished).
     pub const WRITABLE: Interest = Interest(libc::EPOLLOUT as u32);
-    /// `EPOLLET`: edge-triggered. Report a source when its state *changes*
-    /// (buffer went from empty to non-empty), not every time it *is* ready.
-    /// Whoever handles the event must then read until `WouldBlock`, or the
-    /// data left behind is never reported again.
+    /// `EPOLLET`: edge-triggered. Report a source when something *happens*
+    /// to it (data arrived, room in the send buffer freed up), not every time
+    /// it *is* ready. Every arriving chunk is a new event, even while older
+    /// data sits unread (epoll(7)); data that is already there raises none.
+    /// So whoever handles an event must read until `WouldBlock`: what it
+    /// leaves behind is not reported again until more data arrives.
     pub const EDGE: Interest = Interest(libc::EPOLLET as u32);
     /// `EPOLLONESHOT`: report the source once, then disable it until
     /// [`Registry::reregister`] arms it again. Useful when several threads
-    /// poll one queue and only one of them should handle each event.
+    /// poll one queue and only one of them should handle each event: even
+    /// edge-triggered, a second chunk arriving while one thread still reads
+    /// the socket would be a second event, for another thread.
     pub const ONESHOT: Interest = Interest(libc::EPOLLONESHOT as u32);
     /// `EPOLLRDHUP`: also report when the peer closed its writing half (we
     /// will read end of file). Shows up as [`Event::is_read_closed`].

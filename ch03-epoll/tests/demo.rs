@@ -36,10 +36,12 @@ fn the_demo_runs_and_shows_each_section() {
     }
     assert!(stdout.contains("(IN|OUT|RDHUP|ET)"), "{stdout}");
 
-    // 3. level reports every round, edge once, and alone it stays silent.
+    // 3. level reports every round, edge once, and alone it stays silent
+    // until more data arrives, unread bytes or not.
     assert_eq!(stdout.matches(": token 0 IN  read 2 bytes").count(), 3, "{stdout}");
     assert_eq!(stdout.matches(": token 1 IN  read 2 bytes").count(), 1, "{stdout}");
     assert!(stdout.contains("edge alone: 0 event(s)"), "{stdout}");
+    assert!(stdout.contains("2 more bytes arrive: 1 event(s)"), "{stdout}");
 
     // 4. oneshot: one event, none, one after re-arming.
     assert!(stdout.contains("after the 1st write: 1 event(s)"), "{stdout}");

@@ -16,9 +16,12 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ch03_epoll::poll::{Events, Interest, Poll, Token};
+
+mod common;
+use common::{blocked_in_epoll_wait, wait_until};
 
 /// How many SIGUSR1s the handler has seen.
 static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
@@ -45,24 +48,6 @@ fn install_handler() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Whether thread `tid` of this process is blocked in `epoll_wait` (or glibc's
-/// `epoll_pwait`) right now, according to `/proc`.
-fn blocked_in_epoll_wait(tid: libc::pid_t) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else { return false };
-    let number = text.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
-    matches!(number, Some(n) if n == libc::SYS_epoll_wait || n == libc::SYS_epoll_pwait || n == libc::SYS_epoll_pwait2)
-}
-
-/// Spins (yielding the CPU) until `condition` holds. The deadline only turns a
-/// broken test into a failure instead of a hang; it is not a speed check.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < give_up, "gave up waiting until {what}");
-        thread::yield_now();
-    }
 }
 
 #[test]

@@ -12,24 +12,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ch03_epoll::poll::{Event, Events, Interest, Poll, Token};
+use ch03_epoll::poll::{Events, Interest, Poll, Token};
 
-/// Generous bound for polls that must see an event: it only matters if the
-/// test is failing, and then it turns a hang into a clear failure.
-const SHOULD_NOT_TAKE: Option<Duration> = Some(Duration::from_secs(10));
-
-fn poll_now(poll: &mut Poll) -> io::Result<Vec<Event>> {
-    let mut events = Events::with_capacity(16);
-    poll.poll(&mut events, Some(Duration::ZERO))?;
-    Ok(events.iter().collect())
-}
-
-fn poll_until_event(poll: &mut Poll) -> io::Result<Vec<Event>> {
-    let mut events = Events::with_capacity(16);
-    poll.poll(&mut events, SHOULD_NOT_TAKE)?;
-    assert!(!events.is_empty(), "expected an event within {SHOULD_NOT_TAKE:?}");
-    Ok(events.iter().collect())
-}
+mod common;
+use common::{SHOULD_NOT_TAKE, poll_now, poll_until_event};
 
 #[test]
 fn level_triggered_reports_unread_data_on_every_poll() -> io::Result<()> {

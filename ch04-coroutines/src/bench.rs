@@ -105,8 +105,9 @@ pub fn run() -> anyhow::Result<()> {
     println!(
         "(median of {RUNS} runs, each in a fresh process; wall includes the {DELAY_MS} ms the server waits; \
          CPU and memory are the client's only; 'peak RSS added' = VmHWM minus VmRSS at the start of the run;\n\
-         'listen overflows' = handshakes the server's full accept queue dropped (TcpExtListenOverflows, \
-         system-wide): each one costs its client a 1 s retry, which is what makes wall time at 10 000 vary;\n\
+         'listen overflows' = SYNs or handshake ACKs dropped because the server's accept queue was full \
+         (TcpExtListenOverflows, system-wide; one connection can count more than once): each costs its client \
+         a retry after 1 s or more, which is what makes wall time at 10 000 vary;\n\
          'failed GETs' is the total over the {RUNS} runs)"
     );
     Ok(())

@@ -9,7 +9,8 @@ use crate::future::{Future, PollState};
 ///
 /// Without a `Waker`, `JoinAll` cannot know which child an event was for, so
 /// each time it is polled it polls every child that has not finished (a
-/// finished child is never polled again). Chapter 5 polls only the woken one.
+/// finished child is never polled again). With a `Waker` per child (the
+/// tool chapter 5 brings), a join can poll only the child that was woken.
 pub fn join_all<F: Future>(futures: Vec<F>) -> JoinAll<F> {
     JoinAll { children: futures.into_iter().map(Child::Running).collect(), finished: false }
 }

@@ -20,8 +20,10 @@
 //!   for, so it polls all of them. Chapter 5 adds the `Waker`.
 //! - **No `Pin`.** `poll` takes `&mut self`, so a future may be moved between
 //!   polls. That is fine as long as no state holds a reference into the
-//!   future itself; chapter 6 shows the coroutines that do, and why they need
-//!   `Pin`.
+//!   future itself. An `async fn`'s states can (a borrow that lives across an
+//!   `.await` points into the state machine), which is why `std`'s `poll`
+//!   takes `Pin<&mut Self>`: a promise that the future does not move again.
+//!   `Pin` has a chapter of its own (chapter 6).
 //!
 //! **Polling after `Ready` is a bug, and panics.** A future hands its output
 //! out once (it moves it out); there is nothing left to return. Every future
@@ -118,7 +120,8 @@ impl<F: Future + Unpin> std::future::Future for AsStd<F> {
 /// does nothing when woken. That is enough here because our executor does
 /// not wait to be woken: it polls again after `epoll` reports an event for a
 /// socket this task registered. The future is pinned in a `Box` because an
-/// `async fn`'s state machine may hold references into itself (chapter 6).
+/// `async fn`'s state machine may hold references into itself (a borrow
+/// alive across an `.await`), so it must stay where it was first polled.
 pub struct FromStd<F: std::future::Future> {
     /// The compiler's state machine, pinned on the heap.
     future: Pin<Box<F>>,

@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests: polling that only looks or waits
+//! a bounded time, and knowing that a thread is asleep inside `epoll_wait`
+//! before acting, without sleeping for a guessed time.
+//!
+//! Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ch03_epoll::poll::{Event, Events, Poll};
+
+/// Generous bound for polls that must see an event: it only matters if the
+/// test is failing, and then it turns a hang into a clear failure.
+pub const SHOULD_NOT_TAKE: Option<Duration> = Some(Duration::from_secs(10));
+
+/// The events ready right now: a zero timeout only looks.
+pub fn poll_now(poll: &mut Poll) -> io::Result<Vec<Event>> {
+    let mut events = Events::with_capacity(16);
+    poll.poll(&mut events, Some(Duration::ZERO))?;
+    Ok(events.iter().collect())
+}
+
+/// Waits (at most [`SHOULD_NOT_TAKE`]) for at least one event.
+pub fn poll_until_event(poll: &mut Poll) -> io::Result<Vec<Event>> {
+    let mut events = Events::with_capacity(16);
+    poll.poll(&mut events, SHOULD_NOT_TAKE)?;
+    assert!(!events.is_empty(), "expected an event within {SHOULD_NOT_TAKE:?}");
+    Ok(events.iter().collect())
+}
+
+/// Whether thread `tid` of this process is blocked in `epoll_wait` (or glibc's
+/// `epoll_pwait`) right now, according to `/proc`.
+///
+/// `/proc/self/task/<tid>/syscall` names a syscall only while the thread is
+/// asleep in it (a running thread reads as `running`), and `epoll_wait` only
+/// sleeps after it has put the thread on the epoll instance's wait queue, so
+/// "blocked in epoll_wait" also means "a wake-up will reach it".
+pub fn blocked_in_epoll_wait(tid: libc::pid_t) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else { return false };
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
+    matches!(number, Some(n) if n == libc::SYS_epoll_wait || n == libc::SYS_epoll_pwait || n == libc::SYS_epoll_pwait2)
+}
+
+/// Spins (yielding the CPU) until `condition` holds. The deadline only turns a
+/// broken test into a failure instead of a hang; it is not a speed check.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < give_up, "gave up waiting until {what}");
+        thread::yield_now();
+    }
+}

@@ -233,11 +233,19 @@ thread_local! {
 /// injector, and the thread that will run it is woken up if needed.
 pub(crate) fn schedule(task: Task) {
     let owner: *const Shared = Arc::as_ptr(task.scheduler());
+    let local = task.scheduler().flavor == Flavor::CurrentThread;
+    let mut task = Some(task);
     // `try_with`: while a thread exits, its thread-locals may be gone already.
-    let on_runner = CONTEXT.try_with(|cx| ptr::eq(cx.runner.get(), owner)).unwrap_or(false);
-    if on_runner && task.scheduler().flavor == Flavor::CurrentThread {
-        CONTEXT.with(|cx| cx.local.borrow_mut().push_back(task));
-    } else {
+    let on_runner = CONTEXT
+        .try_with(|cx| {
+            let on_runner = ptr::eq(cx.runner.get(), owner);
+            if on_runner && local {
+                cx.local.borrow_mut().extend(task.take());
+            }
+            on_runner
+        })
+        .unwrap_or(false);
+    if let Some(task) = task {
         Arc::clone(task.scheduler()).inject(task, on_runner);
     }
 }

@@ -24,6 +24,7 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -291,6 +292,30 @@ where
     }
     // ANCHOR_END: poll_future
 
+    // ANCHOR: waker_ref
+    /// The waker `run` polls with, borrowing `self`'s reference count.
+    ///
+    /// The plain way is `Waker::from(Arc::clone(self))`: one more reference
+    /// for the waker, given back when it is dropped after the poll. That is
+    /// two atomic operations on every poll, for a waker that lives exactly
+    /// as long as the poll, while `run` already holds a reference for that
+    /// long. So this waker borrows that reference: it is built from the same
+    /// pointer without taking a count, and never dropped (`ManuallyDrop`),
+    /// so it never gives one back. A future that wants to keep the waker
+    /// clones it, and the clone takes a count of its own as usual.
+    fn waker_ref(self: &Arc<Self>) -> ManuallyDrop<Waker> {
+        // SAFETY: the `Arc` made here claims a strong count it did not take.
+        // It is harmless because it is never dropped: it goes into a `Waker`
+        // inside `ManuallyDrop`, so no count is ever given back for it. And
+        // the allocation outlives that waker: `self`, a real reference, is
+        // held by the caller for the whole poll, and the waker is only lent
+        // to the future as `&Waker` (it can clone it or wake by reference,
+        // never take or drop this one).
+        let borrowed = unsafe { Arc::from_raw(Arc::as_ptr(self)) };
+        ManuallyDrop::new(Waker::from(borrowed))
+    }
+    // ANCHOR_END: waker_ref
+
     /// Drops the future in place. `Err` with the panic payload if its `drop` panicked.
     fn drop_future(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
         panic::catch_unwind(AssertUnwindSafe(|| {
@@ -359,14 +384,13 @@ where
         // 2. Poll, with a waker that is this very task: if the future keeps
         //    it and something calls `wake()`, this task goes back in a queue.
         //    A panic is caught here, so it ends this task and nothing else.
-        let waker = Waker::from(Arc::clone(&self));
+        let waker = self.waker_ref();
         let mut cx = Context::from_waker(&waker);
         let polled = {
             // Noted for `current_id` and for the trace's "woken by task N".
             let _running = WakeSource::Task(self.id).enter();
             panic::catch_unwind(AssertUnwindSafe(|| self.poll_future(&mut cx)))
         };
-        drop(waker);
 
         // 3. Where it goes next.
         match polled {

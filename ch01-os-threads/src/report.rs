@@ -37,6 +37,28 @@ pub fn median_of<T: Copy + Ord, E>(runs: usize, mut f: impl FnMut() -> Result<T,
     Ok(median(&samples).expect("at least one run"))
 }
 
+/// The median of some runs, and the smallest and largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread<T> {
+    /// The middle run.
+    pub median: T,
+    /// The smallest run.
+    pub min: T,
+    /// The largest run.
+    pub max: T,
+}
+
+/// Runs `f` `runs` times and returns the median, min and max: for rows that
+/// swing from run to run, where the median alone would hide it.
+pub fn spread_of<T: Copy + Ord, E>(runs: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<Spread<T>, E> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        samples.push(f()?);
+    }
+    samples.sort_unstable();
+    Ok(Spread { median: samples[samples.len() / 2], min: samples[0], max: samples[samples.len() - 1] })
+}
+
 /// A duration with a unit that fits: `850 ns`, `12.3 µs`, `4.56 ms`, `1.20 s`.
 pub fn duration(d: Duration) -> String {
     let ns = d.as_nanos() as f64;
@@ -149,5 +171,8 @@ mod tests {
         assert_eq!(bytes(64 * 1024), "64.0 KiB");
         assert_eq!(median(&[5, 1, 3]), Some(3));
         assert_eq!(median::<u32>(&[]), None);
+        let mut runs = [9, 1, 5].into_iter();
+        let spread = spread_of(3, || runs.next().ok_or("no more runs")).unwrap();
+        assert_eq!(spread, Spread { median: 5, min: 1, max: 9 });
     }
 }

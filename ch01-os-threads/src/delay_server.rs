@@ -13,6 +13,8 @@
 //!   task; connections over the cap get `503 Service Unavailable`;
 //! - an idle limit, because a client that connects and says nothing would
 //!   otherwise hold a thread forever;
+//! - watching the socket during the delay, because a client that gives up
+//!   and closes its connection must not hold its slot until the delay ends;
 //! - a limit on the size of the request head (`431`), and clear answers for a
 //!   malformed request (`400`), another method (`405`) or a bad delay (`400`);
 //! - a graceful shutdown that lets in-flight requests finish, but only for a
@@ -39,7 +41,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, MAX_HEAD_BYTES, Reply, parse_request, reply};
-use crate::say;
+use crate::{say, syscall};
 
 /// How the server is set up. `Config::default()` is what the demos use.
 #[derive(Debug, Clone)]
@@ -113,9 +115,6 @@ struct Shared {
     connections: Mutex<Connections>,
     /// `shutdown` waits here for the last connection to close.
     all_closed: Condvar,
-    /// Connection threads sleep their delay here, so that an aborting
-    /// shutdown can wake them early.
-    abort: Condvar,
 }
 
 /// Book-keeping of open connections, behind one mutex.
@@ -124,11 +123,18 @@ struct Connections {
     /// The fds of open connections. A fd is removed (under the lock) before its
     /// socket is closed, so every fd in here is still open.
     open: HashSet<RawFd>,
-    /// Set when the grace period is over: sleeping handlers answer 503.
+    /// Set when the grace period is over: waiting handlers answer 503.
     aborting: bool,
 }
 
 impl Shared {
+    /// A `[server #id]` line, if the server logs.
+    fn log(&self, id: u64, text: &str) {
+        if self.config.log_requests {
+            say!(format!("server #{id}"), "{text}");
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connections> {
         // No code panics while holding this lock, but if one ever did, the
         // book-keeping would still be consistent, so carry on rather than
@@ -150,7 +156,6 @@ impl DelayServer {
             next_id: AtomicU64::new(1),
             connections: Mutex::new(Connections::default()),
             all_closed: Condvar::new(),
-            abort: Condvar::new(),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread =
@@ -199,10 +204,12 @@ impl DelayServer {
             .unwrap_or_else(PoisonError::into_inner);
         let cut_short = connections.open.len();
 
-        // 3. Cut the rest short. Sleeping handlers wake on `abort` and answer
-        //    503. Handlers blocked in `read` (a client that has not sent its
-        //    request) cannot see a flag either, so we shut down the reading
-        //    half of their sockets: the blocked `read` returns 0 at once.
+        // 3. Cut the rest short. A handler blocked in `read` (a client that
+        //    has not sent its request) or in `poll` (waiting out a delay)
+        //    cannot see a flag either, so we shut down the reading half of
+        //    its socket: the blocked call returns at once, the handler sees
+        //    `aborting`, and answers 503 (or just closes, if it had no
+        //    request yet).
         if cut_short > 0 {
             connections.aborting = true;
             for &fd in &connections.open {
@@ -212,7 +219,6 @@ impl DelayServer {
                 // the socket's state; it never frees memory.
                 unsafe { libc::shutdown(fd, libc::SHUT_RD) };
             }
-            self.shared.abort.notify_all();
             let (connections, _) = self
                 .shared
                 .all_closed
@@ -252,9 +258,7 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
 fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
     // SAFETY: the fd belongs to `listener`, which outlives this call; `listen`
     // takes no pointers.
-    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::listen(listener.as_raw_fd(), backlog) })?;
     Ok(())
 }
 
@@ -265,8 +269,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return; // dropping `listener` closes it: new connections are refused
         }
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             // Out of file descriptors: nothing to do but let some connections
             // finish. A short pause keeps this loop from spinning at 100% CPU.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
@@ -277,7 +281,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             // another per-connection error: it concerns that client only.
             Err(_) => continue,
         };
-        let Some(connection) = Connection::open(stream, &shared) else {
+        let Some(connection) = Connection::open(stream, peer, &shared) else {
             continue; // over the cap: already answered 503
         };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -305,10 +309,13 @@ struct Connection {
 impl Connection {
     /// Registers `stream` as open, or answers 503 and returns `None` when the
     /// server is at its connection cap.
-    fn open(stream: TcpStream, shared: &Arc<Shared>) -> Option<Connection> {
+    fn open(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Connection> {
         let mut connections = shared.lock();
         if connections.open.len() >= shared.config.max_connections {
             drop(connections);
+            if shared.config.log_requests {
+                say!("server", "503 <- {peer}: over the cap of {} connections", shared.config.max_connections);
+            }
             // A short write timeout: the accept loop must never wait on a client.
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let detail = format!("the server is at its cap of {} connections", shared.config.max_connections);
@@ -326,51 +333,91 @@ impl Connection {
         let idle = self.shared.config.idle_timeout;
         let _ = self.stream.set_write_timeout(Some(idle));
         let head = match read_head(&self.stream, idle) {
-            Head::Complete(head) => head,
-            Head::TooLarge => {
+            Ok(head) => head,
+            Err(HeadError::TooLarge) => {
                 let detail = format!("the request head is over {MAX_HEAD_BYTES} bytes");
-                return self.finish(
-                    id,
-                    "(a request head over 8 KiB)",
-                    &reply(431, "Request Header Fields Too Large", &detail),
-                );
+                let response = reply(431, "Request Header Fields Too Large", &detail);
+                return self.finish(id, &format!("(a request head over {MAX_HEAD_BYTES} bytes)"), &response);
             }
-            // Idle, closed before a full request, or shut down: drop it.
-            Head::Gone => {
-                if self.shared.config.log_requests {
-                    say!(format!("server #{id}"), "closed: no complete request within {idle:?}");
-                }
-                return;
+            // No request to answer: say why the connection ended, and close it.
+            Err(ended) => {
+                let why = ended.describe(idle, self.aborting());
+                return self.close_and_log(id, &format!("closed: {why}"));
             }
         };
         let request_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
         let response = match parse_request(&head) {
-            Ok(request) if self.sleep(Duration::from_millis(request.delay_ms)) => reply(200, "OK", &request.message),
-            Ok(_) => reply(503, "Service Unavailable", "the server is shutting down"),
+            Ok(request) => match self.wait(Duration::from_millis(request.delay_ms)) {
+                Waited::Delay => reply(200, "OK", &request.message),
+                Waited::Aborted => reply(503, "Service Unavailable", "the server is shutting down"),
+                Waited::ClientLeft { after } => {
+                    let why = format!("the client closed the connection {} ms into its delay", after.as_millis());
+                    return self.close_and_log(id, &format!("<- {request_line}: {why}; slot freed"));
+                }
+            },
             Err(rejection) => rejection,
         };
         self.finish(id, &request_line, &response);
     }
     // ANCHOR_END: serve
 
-    /// Waits `delay` unless the server starts aborting; `false` if it did.
+    // ANCHOR: wait
+    /// Waits `delay` while watching the socket, so that the wait ends early
+    /// when nobody is left to answer: the client closed its end (its slot is
+    /// freed at once, not when the delay is over), or shutdown cut it short.
     ///
-    /// A condition variable instead of `thread::sleep`: the same wait, but
-    /// `shutdown` can end it early with one `notify_all`.
-    fn sleep(&self, delay: Duration) -> bool {
-        let connections = self.shared.lock();
-        let (connections, _) = self
-            .shared
-            .abort
-            .wait_timeout_while(connections, delay, |c| !c.aborting)
-            .unwrap_or_else(PoisonError::into_inner);
-        !connections.aborting
+    /// `poll(2)` does both waits at once: it sleeps until the socket has
+    /// something to read (bytes, or the end of the stream) or the timeout
+    /// passes. `thread::sleep` would see neither.
+    fn wait(&self, delay: Duration) -> Waited {
+        let started = Instant::now();
+        let deadline = started + delay;
+        let mut ignored = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::Delay;
+            }
+            let mut socket = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // Rounded up: 0.4 ms left must not become "do not wait at all".
+            let timeout_ms = left.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int;
+            // SAFETY: `socket` is one valid pollfd (count 1) that outlives the
+            // call, for a socket this connection owns and keeps open.
+            match syscall!(unsafe { libc::poll(&mut socket, 1, timeout_ms) }) {
+                Ok(0) => continue, // the time is up: the loop sees it
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Waited::ClientLeft { after: started.elapsed() },
+            }
+            if self.aborting() {
+                return Waited::Aborted;
+            }
+            // Readable: read to learn whether it is bytes or the end.
+            match (&self.stream).read(&mut ignored) {
+                Ok(0) => return Waited::ClientLeft { after: started.elapsed() },
+                Ok(_) => continue, // bytes after the head (a body we do not use): dropped
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(_) => return Waited::ClientLeft { after: started.elapsed() }, // e.g. reset by the peer
+            }
+        }
+    }
+    // ANCHOR_END: wait
+
+    /// Whether shutdown's grace period is over.
+    fn aborting(&self) -> bool {
+        self.shared.lock().aborting
+    }
+
+    /// Closes the connection without an answer, then logs why: after the
+    /// slot is free, so a log line that says so is already true.
+    fn close_and_log(self, id: u64, text: &str) {
+        let shared = Arc::clone(&self.shared);
+        drop(self);
+        shared.log(id, text);
     }
 
     fn finish(self, id: u64, request_line: &str, response: &Reply) {
-        if self.shared.config.log_requests {
-            say!(format!("server #{id}"), "{} <- {request_line}", response.status);
-        }
+        self.shared.log(id, &format!("{} <- {request_line}", response.status));
         // The connection stays registered until the answer is out, so a
         // graceful shutdown really waits for it. Dropping `self` afterwards
         // unregisters it and closes the socket.
@@ -413,30 +460,75 @@ fn respond_and_close(mut stream: &TcpStream, response: &Reply, linger: Duration)
     }
 }
 
-/// What reading a request head produced.
-enum Head {
-    /// The bytes up to and including the blank line.
-    Complete(Vec<u8>),
+/// How waiting out a request's delay ended.
+enum Waited {
+    /// The whole delay passed: answer.
+    Delay,
+    /// Shutdown's grace period ran out: answer 503.
+    Aborted,
+    /// The client closed its end (or reset the connection) this long into
+    /// the delay: nobody to answer.
+    ClientLeft {
+        /// How long into the delay.
+        after: Duration,
+    },
+}
+
+/// Why there is no request head to answer.
+enum HeadError {
     /// More than `MAX_HEAD_BYTES` and still no blank line.
     TooLarge,
-    /// The client was idle too long, closed, or the socket failed.
-    Gone,
+    /// The idle limit passed first, with this many bytes received.
+    Idle {
+        /// Bytes of an incomplete head.
+        received: usize,
+    },
+    /// The client closed its end first, with this many bytes sent.
+    Closed {
+        /// Bytes of an incomplete head.
+        received: usize,
+    },
+    /// The socket failed (e.g. reset by the peer).
+    Failed(io::Error),
+}
+
+impl HeadError {
+    /// Why the connection ended, for the log. `aborting`: shutdown cut it
+    /// short (which is what made the `read` end, whatever it returned).
+    fn describe(&self, idle: Duration, aborting: bool) -> String {
+        match self {
+            _ if aborting => "shutdown cut it short before a complete request arrived".to_string(),
+            HeadError::TooLarge => format!("a request head over {MAX_HEAD_BYTES} bytes"),
+            HeadError::Idle { received: 0 } => format!("the client sent nothing within {idle:?}"),
+            HeadError::Idle { received } => format!("no complete request within {idle:?} ({received} bytes of it)"),
+            HeadError::Closed { received: 0 } => "the client closed the connection without sending anything".into(),
+            HeadError::Closed { received } => {
+                format!("the client closed the connection after {received} bytes, before the request was complete")
+            }
+            HeadError::Failed(e) => format!("reading the request failed: {e}"),
+        }
+    }
 }
 
 /// Reads until the blank line that ends the head, within `idle` in total (a
 /// client trickling one byte every few seconds is idle too).
-fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
+fn read_head(mut stream: &TcpStream, idle: Duration) -> Result<Vec<u8>, HeadError> {
     let deadline = Instant::now() + idle;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-            return Head::Gone;
+            return Err(HeadError::Idle { received: head.len() });
         };
         let _ = stream.set_read_timeout(Some(left));
         let n = match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Head::Gone,
+            Ok(0) => return Err(HeadError::Closed { received: head.len() }),
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(HeadError::Idle { received: head.len() });
+            }
+            Err(e) => return Err(HeadError::Failed(e)),
         };
         // Only the new bytes (and the three before them) can complete "\r\n\r\n".
         let search_from = head.len().saturating_sub(3);
@@ -444,13 +536,13 @@ fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
         if let Some(end) = http::find_head_end(&head[search_from..]) {
             let end = search_from + end + 4;
             if end > MAX_HEAD_BYTES {
-                return Head::TooLarge;
+                return Err(HeadError::TooLarge);
             }
             head.truncate(end);
-            return Head::Complete(head);
+            return Ok(head);
         }
         if head.len() > MAX_HEAD_BYTES {
-            return Head::TooLarge;
+            return Err(HeadError::TooLarge);
         }
     }
 }

@@ -81,6 +81,33 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `text` folded into lines of at most `width` characters (a word longer
+/// than that gets a line of its own), each ending in a newline; lines after
+/// the first start with `indent`. For the legends and notes under a table.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let start = if out.is_empty() { "" } else { indent };
+        if !line.is_empty() && start.len() + line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(start);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(if out.is_empty() { "" } else { indent });
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// A plain-text table with aligned columns.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -162,6 +189,15 @@ mod tests {
         let mut words = Table::new(&["what", "why"]);
         words.row(&["a", "because"]).row(&["bb", "so"]);
         assert_eq!(words.render(), "what | why\n---- | -------\na    | because\nbb   | so\n");
+    }
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width() {
+        let text = "one two three four five six seven eight nine ten";
+        assert_eq!(wrap(text, 14, "  "), "one two three\n  four five\n  six seven\n  eight nine\n  ten\n");
+        assert_eq!(wrap("short", 100, "  "), "short\n");
+        assert_eq!(wrap("", 10, ""), "");
+        assert_eq!(wrap("averyveryverylongword x", 5, ""), "averyveryverylongword\nx\n");
     }
 
     #[test]

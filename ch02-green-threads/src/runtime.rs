@@ -454,7 +454,11 @@ extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
         // of the result): no unwind may leave this function, since above it
         // there is no frame to unwind into, only the 0 return address.
         panicked = panic::catch_unwind(AssertUnwindSafe(|| task.run())).unwrap_or_else(|payload| {
-            mem::forget(payload); // dropping it might panic again
+            // Dropping the payload might panic again: catch that too, and
+            // only that second payload is given up on (leaked, never dropped).
+            if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                mem::forget(again);
+            }
             true
         });
     }

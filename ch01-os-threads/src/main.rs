@@ -160,7 +160,9 @@ fn one_thread_each(addr: SocketAddr) -> anyhow::Result<Duration> {
 fn print_timeline(mut spans: Vec<Span>) {
     spans.sort_by_key(|span| span.thread);
     let last = spans.iter().map(|span| span.end.as_millis()).max().unwrap_or(0);
-    let ms_per_mark = last.div_ceil(40).max(1);
+    // A round number of milliseconds per mark, so the scale is easy to read.
+    let steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000];
+    let ms_per_mark = steps.into_iter().find(|&step| last <= step * 40).unwrap_or(last.div_ceil(40).max(1));
     let width = (last / ms_per_mark + 1) as usize;
     let name_width = spans.iter().map(|span| span.message.len()).max().unwrap_or(0);
     say!("main", "timeline, one # per {ms_per_mark} ms (threads in the order they were started):");
@@ -307,7 +309,7 @@ fn bench() -> anyhow::Result<()> {
     const PARKED: usize = 1_000;
     const MAX_THREADS: usize = 30_000;
     println!("{}", report::machine());
-    println!("medians of {RUNS} runs (min-max where runs differ a lot); memory measured with {PARKED} threads parked at once\n");
+    println!("medians of {RUNS} runs (with the smallest and largest where runs differ a lot); memory measured with {PARKED} threads parked at once\n");
     let mut progress = bench_kit::Progress::new(5 * RUNS + 3);
     let mut step = |what: &str| {
         progress.start(what);
@@ -386,7 +388,7 @@ fn bench() -> anyhow::Result<()> {
 /// a fifth (a row that swings says so instead of hiding it in a median).
 fn timing(spread: Spread<Duration>) -> String {
     if spread.max.as_secs_f64() > spread.min.as_secs_f64() * 1.2 {
-        format!("{} ({}-{})", duration(spread.median), duration(spread.min), duration(spread.max))
+        format!("{} ({} to {})", duration(spread.median), duration(spread.min), duration(spread.max))
     } else {
         duration(spread.median)
     }

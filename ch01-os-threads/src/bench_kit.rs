@@ -167,7 +167,11 @@ impl BenchServer {
             }
             _ => {
                 let child = ChildServer::start()?;
-                Ok(BenchServer { addr: child.addr(), max_connections: Some(SERVER_MAX_CONNECTIONS), child: Some(child) })
+                Ok(BenchServer {
+                    addr: child.addr(),
+                    max_connections: Some(SERVER_MAX_CONNECTIONS),
+                    child: Some(child),
+                })
             }
         }
     }
@@ -276,7 +280,11 @@ pub fn run_in_child(args: &[String]) -> io::Result<Sample> {
     let output = Command::new(std::env::current_exe()?).arg(RUN).args(args).stderr(Stdio::inherit()).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(io::Error::other(format!("the run `{RUN} {}` failed ({}): {stdout}", args.join(" "), output.status)));
+        return Err(io::Error::other(format!(
+            "the run `{RUN} {}` failed ({}): {stdout}",
+            args.join(" "),
+            output.status
+        )));
     }
     Sample::from_line(stdout.lines().last().unwrap_or_default())
 }

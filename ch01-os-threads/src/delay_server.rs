@@ -87,8 +87,11 @@ impl Default for Config {
 /// A running delay server. Dropping it shuts it down (see [`shutdown`](Self::shutdown)).
 #[derive(Debug)]
 pub struct DelayServer {
+    /// Where it listens (with the real port when 0 was asked for).
     addr: SocketAddr,
+    /// What the accept loop, the connections and `shutdown` share.
     shared: Arc<Shared>,
+    /// The accept loop's thread; `None` once shut down.
     accept_thread: Option<JoinHandle<()>>,
 }
 
@@ -106,6 +109,7 @@ pub struct ShutdownReport {
 /// State shared by the accept loop, the connection threads and `shutdown`.
 #[derive(Debug)]
 struct Shared {
+    /// The settings the server started with.
     config: Config,
     /// Set once by `shutdown`; the accept loop checks it after every accept.
     stopping: AtomicBool,
@@ -302,7 +306,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// An open client connection and its place in [`Connections::open`].
 struct Connection {
+    /// The client's socket.
     stream: TcpStream,
+    /// The server's shared state, where the connection is registered.
     shared: Arc<Shared>,
 }
 
@@ -551,7 +557,9 @@ fn read_head(mut stream: &TcpStream, idle: Duration) -> Result<Vec<u8>, HeadErro
 /// otherwise one started in this process.
 #[derive(Debug)]
 pub struct DemoServer {
+    /// Where to send requests.
     addr: SocketAddr,
+    /// The server started in this process, if `DELAY_SERVER` was not set.
     embedded: Option<DelayServer>,
 }
 

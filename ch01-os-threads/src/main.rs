@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use ch01_os_threads::delay_server::{Config, DelayServer, DemoServer};
 use ch01_os_threads::report::{Spread, bytes, duration};
 use ch01_os_threads::trace::section;
-use ch01_os_threads::{bench_kit, cli, client, http, measure, report, say, syscall, sys, trace};
+use ch01_os_threads::{bench_kit, cli, client, http, measure, report, say, sys, syscall, trace};
 
 const HELP: &str = "\
 ch01-os-threads: concurrency and parallelism with OS threads
@@ -119,9 +119,13 @@ fn sequential(addr: SocketAddr) -> anyhow::Result<Duration> {
 
 /// When one request's thread started and finished, relative to the start.
 struct Span {
+    /// The thread's number (1 for the first started).
     thread: usize,
+    /// The body it got.
     message: String,
+    /// When it sent its request.
     start: Duration,
+    /// When it had the answer.
     end: Duration,
 }
 
@@ -309,7 +313,11 @@ fn bench() -> anyhow::Result<()> {
     const PARKED: usize = 1_000;
     const MAX_THREADS: usize = 30_000;
     println!("{}", report::machine());
-    println!("medians of {RUNS} runs (with the smallest and largest where runs differ a lot); memory measured with {PARKED} threads parked at once\n");
+    let legend = format!(
+        "medians of {RUNS} runs (with the smallest and largest where runs differ a lot); memory measured \
+         with {PARKED} threads parked at once"
+    );
+    println!("{}", report::wrap(&legend, 100, ""));
     let mut progress = bench_kit::Progress::new(5 * RUNS + 3);
     let mut step = |what: &str| {
         progress.start(what);
@@ -328,10 +336,10 @@ fn bench() -> anyhow::Result<()> {
             f()
         })
     };
-    let spawn_small = spread("spawn + join, small stack", &|| {
-        measure::on_one_cpu(|| measure::spawn_join(SPAWNS, SMALL_STACK))
-    })?;
-    let spawn_std = spread("spawn + join, std stack", &|| measure::on_one_cpu(|| measure::spawn_join(SPAWNS, STD_STACK)))?;
+    let spawn_small =
+        spread("spawn + join, small stack", &|| measure::on_one_cpu(|| measure::spawn_join(SPAWNS, SMALL_STACK)))?;
+    let spawn_std =
+        spread("spawn + join, std stack", &|| measure::on_one_cpu(|| measure::spawn_join(SPAWNS, STD_STACK)))?;
     let spawn_any_cpu = spread("spawn + join, any CPU", &|| measure::spawn_join(SPAWNS, SMALL_STACK))?;
     let same_cpu = spread("hand-over, same CPU", &|| measure::ping_pong(HAND_OVERS, true))?;
     let two_cpus = spread("hand-over, any CPU", &|| measure::ping_pong(HAND_OVERS, false))?;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::{syscall, sys};
+use crate::{sys, syscall};
 
 /// A few lines of `/proc/self/status`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +271,9 @@ pub fn max_threads(cap: usize, stack_size: usize) -> io::Result<ThreadLimit> {
 
 /// Many threads parked on one gate, released together.
 struct Crowd {
+    /// Where the threads park until released.
     gate: Arc<Gate>,
+    /// The threads, to join on release.
     threads: Vec<JoinHandle<()>>,
 }
 

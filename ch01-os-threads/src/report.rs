@@ -111,7 +111,9 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> String {
 /// A plain-text table with aligned columns.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// The column titles.
     header: Vec<String>,
+    /// The rows, one cell per column.
     rows: Vec<Vec<String>>,
 }
 

@@ -142,7 +142,9 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, contex
 
 /// A fixed-size text buffer: formatting without allocating.
 struct Message {
+    /// The text so far; what does not fit is dropped.
     bytes: [u8; 160],
+    /// How many bytes of `bytes` are used.
     len: usize,
 }
 

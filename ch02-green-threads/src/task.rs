@@ -1,9 +1,9 @@
 //! A fiber's closure and result, and the [`JoinHandle`] that waits for it.
 
 use std::cell::Cell;
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::fmt;
 
 use crate::ring::yield_now;
 use crate::runtime::{JoinState, Runtime, with_runtime};

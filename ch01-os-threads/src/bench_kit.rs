@@ -21,7 +21,7 @@
 //! ([`BenchServer::from_env_or_child`]), as for the demos.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -155,17 +155,9 @@ pub struct BenchServer {
 impl BenchServer {
     /// `DELAY_SERVER=host:port` if set, otherwise a [`ChildServer`].
     pub fn from_env_or_child() -> io::Result<BenchServer> {
-        match std::env::var(DemoServer::ENV) {
-            Ok(value) if !value.trim().is_empty() => {
-                let addr = value.trim().to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("{}={value:?} is not host:port (e.g. 127.0.0.1:8080)", DemoServer::ENV),
-                    )
-                })?;
-                Ok(BenchServer { addr, max_connections: None, child: None })
-            }
-            _ => {
+        match DemoServer::external()? {
+            Some(addr) => Ok(BenchServer { addr, max_connections: None, child: None }),
+            None => {
                 let child = ChildServer::start()?;
                 Ok(BenchServer {
                     addr: child.addr(),

@@ -567,9 +567,9 @@ impl DemoServer {
     /// The environment variable that points the demos at an external server.
     pub const ENV: &'static str = "DELAY_SERVER";
 
-    /// Uses `DELAY_SERVER=host:port` if it is set, otherwise starts an
-    /// embedded server with `config`.
-    pub fn from_env_or_start(config: Config) -> io::Result<DemoServer> {
+    /// The address in `DELAY_SERVER=host:port`, if it is set (and not
+    /// empty); an error if it is set to something that is not an address.
+    pub fn external() -> io::Result<Option<SocketAddr>> {
         match std::env::var(Self::ENV) {
             Ok(value) if !value.trim().is_empty() => {
                 let addr = value.trim().to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| {
@@ -578,9 +578,18 @@ impl DemoServer {
                         format!("{}={value:?} is not host:port (e.g. 127.0.0.1:8080)", Self::ENV),
                     )
                 })?;
-                Ok(DemoServer { addr, embedded: None })
+                Ok(Some(addr))
             }
-            _ => {
+            _ => Ok(None),
+        }
+    }
+
+    /// Uses `DELAY_SERVER=host:port` if it is set, otherwise starts an
+    /// embedded server with `config`.
+    pub fn from_env_or_start(config: Config) -> io::Result<DemoServer> {
+        match Self::external()? {
+            Some(addr) => Ok(DemoServer { addr, embedded: None }),
+            None => {
                 let server = DelayServer::start(config)?;
                 Ok(DemoServer { addr: server.addr(), embedded: Some(server) })
             }

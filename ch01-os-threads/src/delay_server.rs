@@ -13,6 +13,8 @@
 //!   task; connections over the cap get `503 Service Unavailable`;
 //! - an idle limit, because a client that connects and says nothing would
 //!   otherwise hold a thread forever;
+//! - watching the socket during the delay, because a client that gives up
+//!   and closes its connection must not hold its slot until the delay ends;
 //! - a limit on the size of the request head (`431`), and clear answers for a
 //!   malformed request (`400`), another method (`405`) or a bad delay (`400`);
 //! - a graceful shutdown that lets in-flight requests finish, but only for a
@@ -39,7 +41,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, MAX_HEAD_BYTES, Reply, parse_request, reply};
-use crate::say;
+use crate::{say, syscall};
 
 /// How the server is set up. `Config::default()` is what the demos use.
 #[derive(Debug, Clone)]
@@ -85,8 +87,11 @@ impl Default for Config {
 /// A running delay server. Dropping it shuts it down (see [`shutdown`](Self::shutdown)).
 #[derive(Debug)]
 pub struct DelayServer {
+    /// Where it listens (with the real port when 0 was asked for).
     addr: SocketAddr,
+    /// What the accept loop, the connections and `shutdown` share.
     shared: Arc<Shared>,
+    /// The accept loop's thread; `None` once shut down.
     accept_thread: Option<JoinHandle<()>>,
 }
 
@@ -104,6 +109,7 @@ pub struct ShutdownReport {
 /// State shared by the accept loop, the connection threads and `shutdown`.
 #[derive(Debug)]
 struct Shared {
+    /// The settings the server started with.
     config: Config,
     /// Set once by `shutdown`; the accept loop checks it after every accept.
     stopping: AtomicBool,
@@ -113,9 +119,6 @@ struct Shared {
     connections: Mutex<Connections>,
     /// `shutdown` waits here for the last connection to close.
     all_closed: Condvar,
-    /// Connection threads sleep their delay here, so that an aborting
-    /// shutdown can wake them early.
-    abort: Condvar,
 }
 
 /// Book-keeping of open connections, behind one mutex.
@@ -124,11 +127,18 @@ struct Connections {
     /// The fds of open connections. A fd is removed (under the lock) before its
     /// socket is closed, so every fd in here is still open.
     open: HashSet<RawFd>,
-    /// Set when the grace period is over: sleeping handlers answer 503.
+    /// Set when the grace period is over: waiting handlers answer 503.
     aborting: bool,
 }
 
 impl Shared {
+    /// A `[server #id]` line, if the server logs.
+    fn log(&self, id: u64, text: &str) {
+        if self.config.log_requests {
+            say!(format!("server #{id}"), "{text}");
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connections> {
         // No code panics while holding this lock, but if one ever did, the
         // book-keeping would still be consistent, so carry on rather than
@@ -150,7 +160,6 @@ impl DelayServer {
             next_id: AtomicU64::new(1),
             connections: Mutex::new(Connections::default()),
             all_closed: Condvar::new(),
-            abort: Condvar::new(),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread =
@@ -199,10 +208,12 @@ impl DelayServer {
             .unwrap_or_else(PoisonError::into_inner);
         let cut_short = connections.open.len();
 
-        // 3. Cut the rest short. Sleeping handlers wake on `abort` and answer
-        //    503. Handlers blocked in `read` (a client that has not sent its
-        //    request) cannot see a flag either, so we shut down the reading
-        //    half of their sockets: the blocked `read` returns 0 at once.
+        // 3. Cut the rest short. A handler blocked in `read` (a client that
+        //    has not sent its request) or in `poll` (waiting out a delay)
+        //    cannot see a flag either, so we shut down the reading half of
+        //    its socket: the blocked call returns at once, the handler sees
+        //    `aborting`, and answers 503 (or just closes, if it had no
+        //    request yet).
         if cut_short > 0 {
             connections.aborting = true;
             for &fd in &connections.open {
@@ -212,7 +223,6 @@ impl DelayServer {
                 // the socket's state; it never frees memory.
                 unsafe { libc::shutdown(fd, libc::SHUT_RD) };
             }
-            self.shared.abort.notify_all();
             let (connections, _) = self
                 .shared
                 .all_closed
@@ -252,9 +262,7 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
 fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
     // SAFETY: the fd belongs to `listener`, which outlives this call; `listen`
     // takes no pointers.
-    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::listen(listener.as_raw_fd(), backlog) })?;
     Ok(())
 }
 
@@ -265,8 +273,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return; // dropping `listener` closes it: new connections are refused
         }
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             // Out of file descriptors: nothing to do but let some connections
             // finish. A short pause keeps this loop from spinning at 100% CPU.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
@@ -277,7 +285,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             // another per-connection error: it concerns that client only.
             Err(_) => continue,
         };
-        let Some(connection) = Connection::open(stream, &shared) else {
+        let Some(connection) = Connection::open(stream, peer, &shared) else {
             continue; // over the cap: already answered 503
         };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -298,17 +306,22 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// An open client connection and its place in [`Connections::open`].
 struct Connection {
+    /// The client's socket.
     stream: TcpStream,
+    /// The server's shared state, where the connection is registered.
     shared: Arc<Shared>,
 }
 
 impl Connection {
     /// Registers `stream` as open, or answers 503 and returns `None` when the
     /// server is at its connection cap.
-    fn open(stream: TcpStream, shared: &Arc<Shared>) -> Option<Connection> {
+    fn open(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Connection> {
         let mut connections = shared.lock();
         if connections.open.len() >= shared.config.max_connections {
             drop(connections);
+            if shared.config.log_requests {
+                say!("server", "503 <- {peer}: over the cap of {} connections", shared.config.max_connections);
+            }
             // A short write timeout: the accept loop must never wait on a client.
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let detail = format!("the server is at its cap of {} connections", shared.config.max_connections);
@@ -326,51 +339,91 @@ impl Connection {
         let idle = self.shared.config.idle_timeout;
         let _ = self.stream.set_write_timeout(Some(idle));
         let head = match read_head(&self.stream, idle) {
-            Head::Complete(head) => head,
-            Head::TooLarge => {
+            Ok(head) => head,
+            Err(HeadError::TooLarge) => {
                 let detail = format!("the request head is over {MAX_HEAD_BYTES} bytes");
-                return self.finish(
-                    id,
-                    "(a request head over 8 KiB)",
-                    &reply(431, "Request Header Fields Too Large", &detail),
-                );
+                let response = reply(431, "Request Header Fields Too Large", &detail);
+                return self.finish(id, &format!("(a request head over {MAX_HEAD_BYTES} bytes)"), &response);
             }
-            // Idle, closed before a full request, or shut down: drop it.
-            Head::Gone => {
-                if self.shared.config.log_requests {
-                    say!(format!("server #{id}"), "closed: no complete request within {idle:?}");
-                }
-                return;
+            // No request to answer: say why the connection ended, and close it.
+            Err(ended) => {
+                let why = ended.describe(idle, self.aborting());
+                return self.close_and_log(id, &format!("closed: {why}"));
             }
         };
         let request_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
         let response = match parse_request(&head) {
-            Ok(request) if self.sleep(Duration::from_millis(request.delay_ms)) => reply(200, "OK", &request.message),
-            Ok(_) => reply(503, "Service Unavailable", "the server is shutting down"),
+            Ok(request) => match self.wait(Duration::from_millis(request.delay_ms)) {
+                Waited::Delay => reply(200, "OK", &request.message),
+                Waited::Aborted => reply(503, "Service Unavailable", "the server is shutting down"),
+                Waited::ClientLeft { after } => {
+                    let why = format!("the client closed the connection {} ms into its delay", after.as_millis());
+                    return self.close_and_log(id, &format!("<- {request_line}: {why}; slot freed"));
+                }
+            },
             Err(rejection) => rejection,
         };
         self.finish(id, &request_line, &response);
     }
     // ANCHOR_END: serve
 
-    /// Waits `delay` unless the server starts aborting; `false` if it did.
+    // ANCHOR: wait
+    /// Waits `delay` while watching the socket, so that the wait ends early
+    /// when nobody is left to answer: the client closed its end (its slot is
+    /// freed at once, not when the delay is over), or shutdown cut it short.
     ///
-    /// A condition variable instead of `thread::sleep`: the same wait, but
-    /// `shutdown` can end it early with one `notify_all`.
-    fn sleep(&self, delay: Duration) -> bool {
-        let connections = self.shared.lock();
-        let (connections, _) = self
-            .shared
-            .abort
-            .wait_timeout_while(connections, delay, |c| !c.aborting)
-            .unwrap_or_else(PoisonError::into_inner);
-        !connections.aborting
+    /// `poll(2)` does both waits at once: it sleeps until the socket has
+    /// something to read (bytes, or the end of the stream) or the timeout
+    /// passes. `thread::sleep` would see neither.
+    fn wait(&self, delay: Duration) -> Waited {
+        let started = Instant::now();
+        let deadline = started + delay;
+        let mut ignored = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::Delay;
+            }
+            let mut socket = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // Rounded up: 0.4 ms left must not become "do not wait at all".
+            let timeout_ms = left.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int;
+            // SAFETY: `socket` is one valid pollfd (count 1) that outlives the
+            // call, for a socket this connection owns and keeps open.
+            match syscall!(unsafe { libc::poll(&mut socket, 1, timeout_ms) }) {
+                Ok(0) => continue, // the time is up: the loop sees it
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Waited::ClientLeft { after: started.elapsed() },
+            }
+            if self.aborting() {
+                return Waited::Aborted;
+            }
+            // Readable: read to learn whether it is bytes or the end.
+            match (&self.stream).read(&mut ignored) {
+                Ok(0) => return Waited::ClientLeft { after: started.elapsed() },
+                Ok(_) => continue, // bytes after the head (a body we do not use): dropped
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(_) => return Waited::ClientLeft { after: started.elapsed() }, // e.g. reset by the peer
+            }
+        }
+    }
+    // ANCHOR_END: wait
+
+    /// Whether shutdown's grace period is over.
+    fn aborting(&self) -> bool {
+        self.shared.lock().aborting
+    }
+
+    /// Closes the connection without an answer, then logs why: after the
+    /// slot is free, so a log line that says so is already true.
+    fn close_and_log(self, id: u64, text: &str) {
+        let shared = Arc::clone(&self.shared);
+        drop(self);
+        shared.log(id, text);
     }
 
     fn finish(self, id: u64, request_line: &str, response: &Reply) {
-        if self.shared.config.log_requests {
-            say!(format!("server #{id}"), "{} <- {request_line}", response.status);
-        }
+        self.shared.log(id, &format!("{} <- {request_line}", response.status));
         // The connection stays registered until the answer is out, so a
         // graceful shutdown really waits for it. Dropping `self` afterwards
         // unregisters it and closes the socket.
@@ -413,30 +466,75 @@ fn respond_and_close(mut stream: &TcpStream, response: &Reply, linger: Duration)
     }
 }
 
-/// What reading a request head produced.
-enum Head {
-    /// The bytes up to and including the blank line.
-    Complete(Vec<u8>),
+/// How waiting out a request's delay ended.
+enum Waited {
+    /// The whole delay passed: answer.
+    Delay,
+    /// Shutdown's grace period ran out: answer 503.
+    Aborted,
+    /// The client closed its end (or reset the connection) this long into
+    /// the delay: nobody to answer.
+    ClientLeft {
+        /// How long into the delay.
+        after: Duration,
+    },
+}
+
+/// Why there is no request head to answer.
+enum HeadError {
     /// More than `MAX_HEAD_BYTES` and still no blank line.
     TooLarge,
-    /// The client was idle too long, closed, or the socket failed.
-    Gone,
+    /// The idle limit passed first, with this many bytes received.
+    Idle {
+        /// Bytes of an incomplete head.
+        received: usize,
+    },
+    /// The client closed its end first, with this many bytes sent.
+    Closed {
+        /// Bytes of an incomplete head.
+        received: usize,
+    },
+    /// The socket failed (e.g. reset by the peer).
+    Failed(io::Error),
+}
+
+impl HeadError {
+    /// Why the connection ended, for the log. `aborting`: shutdown cut it
+    /// short (which is what made the `read` end, whatever it returned).
+    fn describe(&self, idle: Duration, aborting: bool) -> String {
+        match self {
+            _ if aborting => "shutdown cut it short before a complete request arrived".to_string(),
+            HeadError::TooLarge => format!("a request head over {MAX_HEAD_BYTES} bytes"),
+            HeadError::Idle { received: 0 } => format!("the client sent nothing within {idle:?}"),
+            HeadError::Idle { received } => format!("no complete request within {idle:?} ({received} bytes of it)"),
+            HeadError::Closed { received: 0 } => "the client closed the connection without sending anything".into(),
+            HeadError::Closed { received } => {
+                format!("the client closed the connection after {received} bytes, before the request was complete")
+            }
+            HeadError::Failed(e) => format!("reading the request failed: {e}"),
+        }
+    }
 }
 
 /// Reads until the blank line that ends the head, within `idle` in total (a
 /// client trickling one byte every few seconds is idle too).
-fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
+fn read_head(mut stream: &TcpStream, idle: Duration) -> Result<Vec<u8>, HeadError> {
     let deadline = Instant::now() + idle;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-            return Head::Gone;
+            return Err(HeadError::Idle { received: head.len() });
         };
         let _ = stream.set_read_timeout(Some(left));
         let n = match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Head::Gone,
+            Ok(0) => return Err(HeadError::Closed { received: head.len() }),
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(HeadError::Idle { received: head.len() });
+            }
+            Err(e) => return Err(HeadError::Failed(e)),
         };
         // Only the new bytes (and the three before them) can complete "\r\n\r\n".
         let search_from = head.len().saturating_sub(3);
@@ -444,13 +542,13 @@ fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
         if let Some(end) = http::find_head_end(&head[search_from..]) {
             let end = search_from + end + 4;
             if end > MAX_HEAD_BYTES {
-                return Head::TooLarge;
+                return Err(HeadError::TooLarge);
             }
             head.truncate(end);
-            return Head::Complete(head);
+            return Ok(head);
         }
         if head.len() > MAX_HEAD_BYTES {
-            return Head::TooLarge;
+            return Err(HeadError::TooLarge);
         }
     }
 }
@@ -459,7 +557,9 @@ fn read_head(mut stream: &TcpStream, idle: Duration) -> Head {
 /// otherwise one started in this process.
 #[derive(Debug)]
 pub struct DemoServer {
+    /// Where to send requests.
     addr: SocketAddr,
+    /// The server started in this process, if `DELAY_SERVER` was not set.
     embedded: Option<DelayServer>,
 }
 
@@ -467,9 +567,9 @@ impl DemoServer {
     /// The environment variable that points the demos at an external server.
     pub const ENV: &'static str = "DELAY_SERVER";
 
-    /// Uses `DELAY_SERVER=host:port` if it is set, otherwise starts an
-    /// embedded server with `config`.
-    pub fn from_env_or_start(config: Config) -> io::Result<DemoServer> {
+    /// The address in `DELAY_SERVER=host:port`, if it is set (and not
+    /// empty); an error if it is set to something that is not an address.
+    pub fn external() -> io::Result<Option<SocketAddr>> {
         match std::env::var(Self::ENV) {
             Ok(value) if !value.trim().is_empty() => {
                 let addr = value.trim().to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| {
@@ -478,9 +578,18 @@ impl DemoServer {
                         format!("{}={value:?} is not host:port (e.g. 127.0.0.1:8080)", Self::ENV),
                     )
                 })?;
-                Ok(DemoServer { addr, embedded: None })
+                Ok(Some(addr))
             }
-            _ => {
+            _ => Ok(None),
+        }
+    }
+
+    /// Uses `DELAY_SERVER=host:port` if it is set, otherwise starts an
+    /// embedded server with `config`.
+    pub fn from_env_or_start(config: Config) -> io::Result<DemoServer> {
+        match Self::external()? {
+            Some(addr) => Ok(DemoServer { addr, embedded: None }),
+            None => {
                 let server = DelayServer::start(config)?;
                 Ok(DemoServer { addr: server.addr(), embedded: Some(server) })
             }

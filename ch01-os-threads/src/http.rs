@@ -150,19 +150,24 @@ pub struct Request {
 
 // ANCHOR: parse_request
 /// Checks a request head (everything up to and including the blank line):
-/// the request line must be `GET /<delay_ms>/<message> HTTP/1.x`. A bad one
-/// comes back as the [`Reply`] that says what is wrong.
+/// the request line must be `GET /<delay_ms>/<message> HTTP/1.x`, and every
+/// header line `name: value`. A bad one comes back as the [`Reply`] that says
+/// what is wrong.
 pub fn parse_request(head: &[u8]) -> Result<Request, Reply> {
     let bad = |detail: &str| reply(400, "Bad Request", detail);
     let head = std::str::from_utf8(head).map_err(|_| bad("the request is not UTF-8"))?;
-    let request_line = head.split("\r\n").next().unwrap_or_default();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
     let parts: Vec<&str> = request_line.split(' ').collect();
     let [method, target, version] = parts[..] else {
         return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
     };
-    let is_token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase());
-    if !is_token(method) || !version.starts_with("HTTP/1.") {
+    let is_version = |v: &str| v.strip_prefix("HTTP/1.").is_some_and(|minor| minor.len() == 1 && is_digits(minor));
+    if !is_token(method) || !is_version(version) {
         return Err(bad("expected a request line like `GET /200/hello HTTP/1.1`"));
+    }
+    for line in lines.take_while(|line| !line.is_empty()) {
+        check_header_line(line).map_err(|why| bad(&why))?;
     }
     if method != "GET" {
         return Err(reply(405, "Method Not Allowed", &format!("{method} is not supported; use GET")));
@@ -170,15 +175,62 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Reply> {
     let Some((delay, message)) = target.strip_prefix('/').and_then(|t| t.split_once('/')) else {
         return Err(bad("expected a path like /<delay_ms>/<message>, e.g. /200/hello"));
     };
-    let delay_ms: u64 =
-        delay.parse().map_err(|_| bad(&format!("the delay {delay:?} is not a whole number of milliseconds")))?;
-    if delay_ms > MAX_DELAY_MS {
-        return Err(bad(&format!("the delay {delay_ms} ms is over the limit of {MAX_DELAY_MS} ms")));
-    }
+    let delay_ms = parse_delay(delay).map_err(|why| bad(&why))?;
     let message = percent_decode(message).ok_or_else(|| bad("the message has a broken %-escape"))?;
     Ok(Request { delay_ms, message })
 }
 // ANCHOR_END: parse_request
+
+// ANCHOR: grammar
+/// The delay: ASCII digits only, at most [`MAX_DELAY_MS`]. Leading zeros are
+/// fine (`007` is 7 ms); a sign (`+100`), spaces, a fraction or an empty
+/// segment are not a number of milliseconds. Too many digits for any number
+/// is "over the limit", not "not a number".
+fn parse_delay(text: &str) -> Result<u64, String> {
+    if !is_digits(text) {
+        return Err(format!("the delay {text:?} is not a whole number of milliseconds (digits only)"));
+    }
+    match text.parse::<u64>() {
+        Ok(ms) if ms <= MAX_DELAY_MS => Ok(ms),
+        _ => Err(format!("the delay {text} ms is over the limit of {MAX_DELAY_MS} ms")),
+    }
+}
+
+/// One header line, as RFC 9112 section 5 has it: `name: value`, where the
+/// name is a token and touches the colon (no whitespace before it: a server
+/// must answer that with 400, because proxies disagree on what it means),
+/// and the value holds no control characters except tab. A line starting
+/// with a space or tab would continue the previous one ("obsolete line
+/// folding"), which a server must also refuse or undo; we refuse it.
+fn check_header_line(line: &str) -> Result<(), String> {
+    if line.starts_with([' ', '\t']) {
+        return Err(format!("header line {line:?} starts with whitespace (obsolete line folding)"));
+    }
+    let Some((name, value)) = line.split_once(':') else {
+        return Err(format!("header line {line:?} has no colon; expected `Name: value`"));
+    };
+    if name.ends_with([' ', '\t']) {
+        return Err(format!("header name {name:?} is followed by whitespace before the colon"));
+    }
+    if !is_token(name) {
+        return Err(format!("header name {name:?} is not a token (letters, digits and !#$%&'*+-.^_`|~)"));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!("the value of header {name:?} holds a control character"));
+    }
+    Ok(())
+}
+
+/// RFC 9110's `token`: one or more of letters, digits and ``!#$%&'*+-.^_`|~``.
+fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// One or more ASCII digits, nothing else.
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+// ANCHOR_END: grammar
 
 /// Decodes `%XX` escapes in a path segment. `None` if an escape is broken or
 /// the result is not UTF-8.
@@ -230,12 +282,62 @@ mod tests {
         assert_eq!(status("hello\r\n\r\n"), 400);
         assert_eq!(status("GET /1/a HTTP/1.1 extra\r\n\r\n"), 400);
         assert_eq!(status("GET /1/a SPDY/3\r\n\r\n"), 400);
+        assert_eq!(status("GET /1/a HTTP/1.x\r\n\r\n"), 400);
+        assert_eq!(status("GET /1/a HTTP/1.10\r\n\r\n"), 400);
         assert_eq!(status("POST /1/a HTTP/1.1\r\n\r\n"), 405);
-        assert_eq!(status("GET /abc/a HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /60001/a HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /60000/a HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("get /1/a HTTP/1.1\r\n\r\n"), 405, "methods are case-sensitive tokens");
         assert_eq!(status("GET /200 HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET /1/%zz HTTP/1.1\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn the_delay_is_digits_only_and_at_most_a_minute() {
+        for (delay, expected) in [
+            ("0", Ok(0)),
+            ("60000", Ok(60_000)),
+            ("007", Ok(7)), // leading zeros: still a number of milliseconds
+            ("000000000000000000000000060000", Ok(60_000)),
+            ("60001", Err("over the limit")),
+            ("99999999999999999999999", Err("over the limit")), // too big for u64: still "over"
+            ("+100", Err("not a whole number")),
+            ("-1", Err("not a whole number")),
+            ("1.5", Err("not a whole number")),
+            ("abc", Err("not a whole number")),
+            ("", Err("not a whole number")),
+            ("1e3", Err("not a whole number")),
+            ("\u{0661}", Err("not a whole number")), // ARABIC-INDIC DIGIT ONE: a digit, but not ASCII
+        ] {
+            let got = parse_delay(delay);
+            match expected {
+                Ok(ms) => assert_eq!(got, Ok(ms), "{delay:?}"),
+                Err(why) => assert!(got.as_ref().is_err_and(|e| e.contains(why)), "{delay:?}: {got:?}"),
+            }
+        }
+        assert_eq!(status("GET /+100/x HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /007/x HTTP/1.1\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn header_lines_must_be_name_colon_value() {
+        let with = |header: &str| status(&format!("GET /1/a HTTP/1.1\r\n{header}\r\n\r\n"));
+        for good in ["Host: x", "Host:x", "X-Empty:", "Accept: */*", "User-Agent: a\tb", "X_Y.z~1: v"] {
+            assert_eq!(with(good), 200, "{good:?}");
+        }
+        for bad in [
+            "Host : x",      // whitespace before the colon: RFC 9112 says 400
+            "Host\t: x",     // a tab too
+            "no colon here", // not a field line
+            ": x",           // empty name
+            "Ho st: x",      // a space inside the name
+            " folded: x",    // obsolete line folding
+            "X: a\u{7}b",    // a control character in the value
+        ] {
+            assert_eq!(with(bad), 400, "{bad:?}");
+        }
+        let Err(answer) = parse_request(b"GET /1/a HTTP/1.1\r\nHost : x\r\n\r\n") else { panic!("accepted") };
+        assert!(String::from_utf8_lossy(&answer.bytes).contains("before the colon"));
+        // A bad header is reported before a bad method: the head is malformed first.
+        assert_eq!(status("POST /1/a HTTP/1.1\r\nBad Header: x\r\n\r\n"), 400);
     }
 
     #[test]

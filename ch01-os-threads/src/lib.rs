@@ -23,6 +23,12 @@
 //!   ch01-os-threads -- bench`).
 //! - [`report`]: bench tables, medians, and the machine line above each table.
 //! - [`trace`]: the `[component]  12 ms  …` lines every demo prints.
+//! - [`sys`]: the workspace's one [`syscall!`] macro, pinning a thread to a
+//!   CPU, raising the open-file limit.
+//! - [`cli`]: how every chapter binary reports an error (one line, exit 1).
+//! - [`bench_kit`]: measurement plumbing for the `bench` subcommands (server
+//!   and runs in child processes, one sample line format, progress). Not
+//!   something the chapters teach.
 //!
 //! Linux only: the measurements read `/proc`, and the whole workspace teaches
 //! Linux's syscalls.
@@ -32,9 +38,12 @@ compile_error!(
     "ch01-os-threads supports Linux only: it reads /proc and calls Linux syscalls (the workshop targets x86-64 Linux)"
 );
 
+pub mod bench_kit;
+pub mod cli;
 pub mod client;
 pub mod delay_server;
 pub mod http;
 pub mod measure;
 pub mod report;
+pub mod sys;
 pub mod trace;

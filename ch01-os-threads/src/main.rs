@@ -5,8 +5,8 @@
 //! The demo starts its own delay server on 127.0.0.1 and then shows, with a
 //! timestamp on every line:
 //!
-//! 1. five slow requests made one after another: the waits add up;
-//! 2. the same five requests, one OS thread each: the waits overlap, and the
+//! 1. a few slow requests made one after another: the waits add up;
+//! 2. the same requests, one OS thread each: the waits overlap, and the
 //!    whole takes as long as the slowest (concurrency);
 //! 3. CPU-bound work split over the machine's CPUs (parallelism);
 //! 4. a raw `write` system call through `libc`: the OS's public API.
@@ -16,51 +16,66 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ch01_os_threads::delay_server::{Config, DelayServer, DemoServer};
-use ch01_os_threads::{client, http, measure, report, say, trace};
+use ch01_os_threads::report::{Spread, bytes, duration};
+use ch01_os_threads::trace::section;
+use ch01_os_threads::{bench_kit, cli, client, http, measure, report, say, syscall, trace};
 
 const HELP: &str = "\
 ch01-os-threads: concurrency and parallelism with OS threads
 
 USAGE:
-    cargo run -p ch01-os-threads                     the guided demo
-    cargo run -p ch01-os-threads -- serve [OPTIONS]  a standalone delay server
-    cargo run --release -p ch01-os-threads -- bench  what threads cost, as a table
-    cargo run -p ch01-os-threads -- --help           this text
+    cargo run -p ch01-os-threads [-- COMMAND]
+
+COMMANDS:
+    (none)     the guided demo: slow requests one after another, then one
+               thread each; CPU work on every core; a system call by hand
+    serve      a standalone delay server (options below), for workshops
+    bench      what threads cost: spawn, switch, memory, how many fit
+               (use --release for real numbers)
+    --help     this text
 
 SERVE OPTIONS:
-    --host H               address to listen on (default 127.0.0.1)
+    --host H               address to listen on (default 127.0.0.1;
+                           0.0.0.0 for every interface)
     --port N               port (default 8080; 0 lets the OS choose)
     --max-connections N    connections served at once; more get 503 (default 1024)
 
-The delay server answers GET /<delay_ms>/<message> with <message> after
-<delay_ms> milliseconds, e.g.  curl http://127.0.0.1:8080/200/hello
+    The server answers GET /<delay_ms>/<message> with <message> after
+    <delay_ms> milliseconds, e.g.  curl http://127.0.0.1:8080/200/hello
 
 ENVIRONMENT:
-    DELAY_SERVER=host:port   make the demos use that server instead of
-                             starting their own (for workshops)
+    DELAY_SERVER=host:port   use that delay server instead of an embedded one
 ";
 
-/// The five requests of the demo: (message, delay in ms).
-const REQUESTS: [(&str, u64); 5] = [("one", 400), ("two", 100), ("three", 300), ("four", 200), ("five", 150)];
+// ANCHOR: requests
+/// The demo's requests: (message, delay in ms). Add, remove or change any:
+/// every count and total the demo prints is computed from this list.
+const REQUESTS: &[(&str, u64)] = &[("one", 400), ("two", 100), ("three", 300), ("four", 200), ("five", 150)];
+// ANCHOR_END: requests
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     trace::start();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    cli::exit_code(run(std::env::args().skip(1).collect()))
+}
+
+fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
         Some("serve") => serve(&args[1..]),
         Some("bench") => bench(),
+        Some(bench_kit::SERVE) => Ok(bench_kit::serve_delay_server()?),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
             Ok(())
         }
-        Some(other) => bail!("unknown command {other:?}\n\n{HELP}"),
+        Some(other) => Err(cli::unknown("command", other)),
     }
 }
 
@@ -68,22 +83,23 @@ fn demo() -> anyhow::Result<()> {
     let server = DemoServer::from_env_or_start(Config::default()).context("starting the delay server")?;
     say!("main", "{}", server.describe());
 
+    let n = REQUESTS.len();
     let sum: u64 = REQUESTS.iter().map(|(_, delay)| delay).sum();
     let longest = REQUESTS.iter().map(|(_, delay)| *delay).max().unwrap_or(0);
 
-    println!("\n--- 1. five requests, one after another, on one thread ---");
+    section(1, &format!("{n} requests, one after another, on one thread"));
     let took = sequential(server.addr())?;
-    say!("main", "all five took {} ms: about the SUM of the delays ({sum} ms)", took.as_millis());
+    say!("main", "all {n} took {} ms: about the SUM of the delays ({sum} ms)", took.as_millis());
 
-    println!("\n--- 2. the same five requests, one OS thread each ---");
+    section(2, &format!("the same {n} requests, one OS thread each"));
     let took = one_thread_each(server.addr())?;
-    say!("main", "all five took {} ms: about the LONGEST delay ({longest} ms)", took.as_millis());
+    say!("main", "all {n} took {} ms: about the LONGEST delay ({longest} ms)", took.as_millis());
     say!("main", "the threads spent their time waiting, not computing: that is concurrency");
 
-    println!("\n--- 3. CPU-bound work: one thread, then one thread per CPU ---");
+    section(3, "CPU-bound work: one thread, then one thread per CPU");
     parallel_work()?;
 
-    println!("\n--- 4. a system call by hand ---");
+    section(4, "a system call by hand");
     raw_write()?;
     Ok(())
 }
@@ -92,7 +108,7 @@ fn demo() -> anyhow::Result<()> {
 /// Each `get` blocks this thread until its answer arrives, so the waits add up.
 fn sequential(addr: SocketAddr) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    for (message, delay) in REQUESTS {
+    for &(message, delay) in REQUESTS {
         say!("main", "GET {}", http::path(delay, message));
         let body = client::get(addr, &http::path(delay, message))?.into_ok_body()?;
         say!("main", "got {body:?}");
@@ -103,9 +119,13 @@ fn sequential(addr: SocketAddr) -> anyhow::Result<Duration> {
 
 /// When one request's thread started and finished, relative to the start.
 struct Span {
+    /// The thread's number (1 for the first started).
     thread: usize,
+    /// The body it got.
     message: String,
+    /// When it sent its request.
     start: Duration,
+    /// When it had the answer.
     end: Duration,
 }
 
@@ -117,7 +137,7 @@ fn one_thread_each(addr: SocketAddr) -> anyhow::Result<Duration> {
     let (done, finished) = mpsc::channel();
     let threads: Vec<_> = (1..)
         .zip(REQUESTS)
-        .map(|(n, (message, delay))| {
+        .map(|(n, &(message, delay))| {
             let done = done.clone();
             thread::Builder::new().name(format!("request-{n}")).spawn(move || -> std::io::Result<()> {
                 let begun = start.elapsed();
@@ -139,15 +159,22 @@ fn one_thread_each(addr: SocketAddr) -> anyhow::Result<Duration> {
 }
 // ANCHOR_END: one_thread_each
 
-/// Draws when each thread was waiting, one `#` per 20 ms.
+/// Draws when each thread was waiting: about 40 marks for the longest
+/// span, so any delays fit on a line.
 fn print_timeline(mut spans: Vec<Span>) {
-    const MS_PER_MARK: u128 = 20;
     spans.sort_by_key(|span| span.thread);
-    say!("main", "timeline, one # per {MS_PER_MARK} ms (threads in the order they were started):");
+    let last = spans.iter().map(|span| span.end.as_millis()).max().unwrap_or(0);
+    // A round number of milliseconds per mark, so the scale is easy to read.
+    let steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000];
+    let ms_per_mark = steps.into_iter().find(|&step| last <= step * 40).unwrap_or(last.div_ceil(40).max(1));
+    let width = (last / ms_per_mark + 1) as usize;
+    let name_width = spans.iter().map(|span| span.message.len()).max().unwrap_or(0);
+    say!("main", "timeline, one # per {ms_per_mark} ms (threads in the order they were started):");
     for span in &spans {
-        let (from, to) = (span.start.as_millis() / MS_PER_MARK, span.end.as_millis() / MS_PER_MARK);
+        let (from, to) = (span.start.as_millis() / ms_per_mark, span.end.as_millis() / ms_per_mark);
         let bar = format!("{}{}", " ".repeat(from as usize), "#".repeat((to - from).max(1) as usize));
-        say!("main", "  thread {} |{bar:<22}| {:<5} done at {:>3} ms", span.thread, span.message, span.end.as_millis());
+        let (thread, message, done) = (span.thread, &span.message, span.end.as_millis());
+        say!("main", "  thread {thread:>2} |{bar:<width$}| {message:<name_width$} done at {done:>4} ms");
     }
 }
 
@@ -157,7 +184,7 @@ fn count_primes(numbers: impl Iterator<Item = u64>) -> usize {
     numbers.filter(|&n| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)).count()
 }
 
-/// The same work on one thread, then split over one thread per core.
+/// The same work on one thread, then split over one thread per CPU.
 fn parallel_work() -> anyhow::Result<()> {
     // Small enough for a debug build to finish in well under a second.
     const LIMIT: u64 = 300_000;
@@ -165,36 +192,38 @@ fn parallel_work() -> anyhow::Result<()> {
     // hardware threads (hyper-threading, SMT) counts twice, though its two
     // threads share one core's execution units (and a cgroup CPU quota can
     // lower the number; see `available_parallelism`'s docs).
-    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    // One thread per CPU. Try `cpus * 4`: more threads, no more CPUs.
+    let threads = cpus;
 
     let start = Instant::now();
     let alone = count_primes(0..LIMIT);
     let one_thread = start.elapsed();
     say!("main", "1 thread: {alone} primes below {LIMIT} in {} ms", one_thread.as_millis());
 
-    // Thread k takes every `cores`-th number starting at k, so each gets a
+    // Thread k takes every `threads`-th number starting at k, so each gets a
     // fair share of the big (slow) numbers.
     let start = Instant::now();
     let together: usize = thread::scope(|scope| {
         let workers: Vec<_> =
-            (0..cores as u64).map(|k| scope.spawn(move || count_primes((k..LIMIT).step_by(cores)))).collect();
+            (0..threads as u64).map(|k| scope.spawn(move || count_primes((k..LIMIT).step_by(threads)))).collect();
         workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
     });
     let all_threads = start.elapsed();
-    say!("main", "{cores} threads: {together} primes below {LIMIT} in {} ms", all_threads.as_millis());
+    say!("main", "{threads} threads: {together} primes below {LIMIT} in {} ms", all_threads.as_millis());
     if together != alone {
         bail!("the threads counted {together} primes but one thread counted {alone}");
     }
     let speedup = one_thread.as_secs_f64() / all_threads.as_secs_f64().max(1e-9);
     // Say what the numbers show, even when they do not show what we hoped.
-    let meaning = if cores == 1 {
+    let meaning = if cpus == 1 {
         "one CPU: threads can take turns (concurrency) but never compute at the same instant"
     } else if speedup >= 1.3 {
         "the threads computed at the same instant on different CPUs: that is parallelism"
     } else {
         "little speed-up: the other CPUs were busy with other programs (look at `top`, run again)"
     };
-    say!("main", "speed-up {speedup:.1}x on {cores} CPUs: {meaning}");
+    say!("main", "speed-up {speedup:.1}x with {threads} threads on {cpus} CPUs: {meaning}");
     Ok(())
 }
 // ANCHOR_END: parallel
@@ -209,10 +238,8 @@ fn raw_write() -> anyhow::Result<()> {
     // SAFETY: the pointer and length describe `message`, which is alive and
     // unchanged for the whole call; fd 1 is open (it is our stdout) and the
     // kernel only reads those bytes.
-    let written = unsafe { libc::write(libc::STDOUT_FILENO, message.as_ptr().cast(), message.len()) };
-    if written < 0 {
-        return Err(std::io::Error::last_os_error()).context("write(2) to stdout");
-    }
+    let written = syscall!(unsafe { libc::write(libc::STDOUT_FILENO, message.as_ptr().cast(), message.len()) })
+        .context("write(2) to stdout")?;
     say!("main", "write(1, {} bytes) returned {written}: a system call is the OS's public API", message.len());
     say!("main", "try `strace -f -e trace=write cargo run -q -p ch01-os-threads` to see every println! do the same");
     Ok(())
@@ -221,30 +248,12 @@ fn raw_write() -> anyhow::Result<()> {
 
 /// `serve`: a standalone delay server until Ctrl-C.
 fn serve(args: &[String]) -> anyhow::Result<()> {
-    let mut host = "127.0.0.1".to_string();
-    let mut port: u16 = 8080;
-    let mut config = Config { log_requests: true, ..Config::default() };
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value\n\n{HELP}"));
-        match flag.as_str() {
-            "--host" => host = value()?.clone(),
-            "--port" => port = value()?.parse().context("--port takes a number from 0 to 65535")?,
-            "--max-connections" => {
-                config.max_connections = value()?.parse().context("--max-connections takes a number")?;
-            }
-            _ => bail!("unknown option {flag:?}\n\n{HELP}"),
-        }
-    }
-    config.addr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .with_context(|| format!("--host {host:?} is not an IP address"))?;
+    let options = cli::ServeOptions::parse(args)?;
+    let mut config = Config { addr: options.addr, log_requests: true, ..Config::default() };
+    config.max_connections = options.max_connections.unwrap_or(config.max_connections);
     let server = DelayServer::start(config)?;
     say!("server", "delay server listening on {}", server.addr());
-    say!("server", "try: curl http://{}/200/hello", server.addr());
-    say!("server", "learners: DELAY_SERVER={} cargo run -p ch03-epoll", server.addr());
-    say!("server", "press Ctrl-C to stop");
+    cli::print_serve_hints(server.addr());
     // The accept loop and the connections run on their own threads; this one
     // has nothing left to do but stay alive.
     loop {
@@ -257,58 +266,82 @@ fn bench() -> anyhow::Result<()> {
     const RUNS: usize = 5;
     const SMALL_STACK: usize = 64 * 1024;
     const STD_STACK: usize = 2 * 1024 * 1024;
+    const SPAWNS: usize = 2_000;
+    const HAND_OVERS: usize = 20_000;
+    const PARKED: usize = 1_000;
+    const MAX_THREADS: usize = 30_000;
     println!("{}", report::machine());
-    println!("medians of {RUNS} runs; memory measured with 1 000 threads parked at once\n");
+    let legend = format!(
+        "medians of {RUNS} runs (with the smallest and largest where runs differ a lot); memory measured \
+         with {PARKED} threads parked at once"
+    );
+    println!("{}", report::wrap(&legend, 100, ""));
+    let mut progress = bench_kit::Progress::new(5 * RUNS + 3);
+    let mut step = |what: &str| {
+        progress.start(what);
+        progress.finish_step();
+    };
+    let small = bytes(SMALL_STACK as u64);
 
     let mut table = report::Table::new(&["measurement", "result", "what it means"]);
     // Pinned to one CPU the numbers are steady. Unpinned, the kernel sometimes
-    // starts the new thread on the other CPU, and waking it there costs more
-    // (a lot more in a virtual machine), so that row jumps between runs.
-    let spawn_one_cpu = |stack| report::median_of(RUNS, || measure::on_one_cpu(|| measure::spawn_join(2_000, stack)));
-    let (spawn_small, spawn_std) = (spawn_one_cpu(SMALL_STACK)?, spawn_one_cpu(STD_STACK)?);
-    let spawn_any_cpu = report::median_of(RUNS, || measure::spawn_join(2_000, SMALL_STACK))?;
+    // starts the new thread on another CPU, and waking it there costs more
+    // (a lot more in a virtual machine), so that row swings between runs:
+    // its min-max says by how much.
+    let mut spread = |what: &str, f: &dyn Fn() -> std::io::Result<Duration>| {
+        report::spread_of(RUNS, || {
+            step(what);
+            f()
+        })
+    };
+    let spawn_small =
+        spread("spawn + join, small stack", &|| measure::on_one_cpu(|| measure::spawn_join(SPAWNS, SMALL_STACK)))?;
+    let spawn_std =
+        spread("spawn + join, std stack", &|| measure::on_one_cpu(|| measure::spawn_join(SPAWNS, STD_STACK)))?;
+    let spawn_any_cpu = spread("spawn + join, any CPU", &|| measure::spawn_join(SPAWNS, SMALL_STACK))?;
+    let same_cpu = spread("hand-over, same CPU", &|| measure::ping_pong(HAND_OVERS, true))?;
+    let two_cpus = spread("hand-over, any CPU", &|| measure::ping_pong(HAND_OVERS, false))?;
     table.row(&[
-        "spawn + join, 64 KiB stack, same CPU",
-        &report::duration(spawn_small),
-        "a kernel task, a fresh signal stack (glibc reuses the stack), run, tear down",
+        format!("spawn + join, {small} stack, same CPU"),
+        timing(spawn_small),
+        "a kernel task, a fresh signal stack (glibc reuses the stack), run, tear down".into(),
     ]);
     table.row(&[
-        "spawn + join, 2 MiB stack, same CPU",
-        &report::duration(spawn_std),
-        "the stack size barely matters: it is only reserved (and reused)",
+        format!("spawn + join, {} stack, same CPU", bytes(STD_STACK as u64)),
+        timing(spawn_std),
+        "the stack size barely matters: it is only reserved (and reused)".into(),
     ]);
     table.row(&[
-        "spawn + join, 64 KiB stack, any CPU",
-        &report::duration(spawn_any_cpu),
-        "the new thread may start on the other CPU",
+        format!("spawn + join, {small} stack, any CPU"),
+        timing(spawn_any_cpu),
+        "the new thread may start on another CPU".into(),
     ]);
-
-    let same_cpu = report::median_of(RUNS, || measure::ping_pong(20_000, true))?;
-    let two_cpus = report::median_of(RUNS, || measure::ping_pong(20_000, false))?;
-    table.row(&["hand-over between 2 threads, same CPU", &report::duration(same_cpu), "wake + OS context switch"]);
-    table.row(&["hand-over between 2 threads, any CPU", &report::duration(two_cpus), "may also wake the other CPU"]);
+    table.row(&["hand-over between 2 threads, same CPU".into(), timing(same_cpu), "wake + OS context switch".into()]);
+    table.row(&["hand-over between 2 threads, any CPU".into(), timing(two_cpus), "may also wake another CPU".into()]);
 
     for stack in [SMALL_STACK, STD_STACK] {
-        let memory = measure::memory_per_parked_thread(1_000, stack)?;
-        let label = report::bytes(stack as u64);
+        step(&format!("memory of {PARKED} parked threads"));
+        let memory = measure::memory_per_parked_thread(PARKED, stack)?;
+        let label = bytes(stack as u64);
         table.row(&[
-            &format!("virtual memory per thread, {label} stack"),
-            &report::bytes(memory.virtual_per_thread),
-            "reserved: stack + guard page (glibc), signal stack + guard page (std)",
+            format!("virtual memory per thread, {label} stack"),
+            bytes(memory.virtual_per_thread),
+            "reserved: stack + guard page (glibc), signal stack + guard page (std)".into(),
         ]);
         table.row(&[
-            &format!("resident memory per thread, {label} stack"),
-            &report::bytes(memory.resident_per_thread),
-            "RAM really used: only the touched pages",
+            format!("resident memory per thread, {label} stack"),
+            bytes(memory.resident_per_thread),
+            "RAM really used: only the touched pages".into(),
         ]);
         table.row(&[
-            &format!("kernel stack per thread, {label} stack"),
-            &report::bytes(memory.kernel_stack_per_thread),
-            "the kernel's own, not in VmSize or VmRSS (KernelStack, whole machine)",
+            format!("kernel stack per thread, {label} stack"),
+            bytes(memory.kernel_stack_per_thread),
+            "the kernel's own, not in VmSize or VmRSS (KernelStack, whole machine)".into(),
         ]);
     }
 
-    let limit = measure::max_threads(30_000, SMALL_STACK)?;
+    step(&format!("how many threads fit (up to {MAX_THREADS})"));
+    let limit = measure::max_threads(MAX_THREADS, SMALL_STACK)?;
     let why = match &limit.stopped_because {
         measure::LimitReason::Cap => "stopped at the bench's cap".to_string(),
         measure::LimitReason::MapCount { max, in_use } => {
@@ -316,7 +349,18 @@ fn bench() -> anyhow::Result<()> {
         }
         measure::LimitReason::SpawnFailed(e) => format!("the OS refused the next one: {e}"),
     };
-    table.row(&["most threads held at once, 64 KiB stacks", &limit.held.to_string(), &why]);
+    table.row(&[format!("most threads held at once, {small} stacks"), limit.held.to_string(), why]);
+    drop(progress);
     print!("{table}");
     Ok(())
+}
+
+/// The median, with the range beside it when the runs differ by more than
+/// a fifth (a row that swings says so instead of hiding it in a median).
+fn timing(spread: Spread<Duration>) -> String {
+    if spread.max.as_secs_f64() > spread.min.as_secs_f64() * 1.2 {
+        format!("{} ({} to {})", duration(spread.median), duration(spread.min), duration(spread.max))
+    } else {
+        duration(spread.median)
+    }
 }

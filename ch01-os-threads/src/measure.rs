@@ -23,6 +23,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::{sys, syscall};
+
 /// A few lines of `/proc/self/status`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStatus {
@@ -72,9 +74,7 @@ pub fn cpu_time() -> io::Result<Duration> {
     // SAFETY: an all-zero `rusage` is a valid value (it is plain integers).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable `rusage` that outlives the call.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    syscall!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) })?;
     let to_duration = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok(to_duration(usage.ru_utime) + to_duration(usage.ru_stime))
 }
@@ -122,18 +122,19 @@ pub fn spawn_join(n: usize, stack_size: usize) -> io::Result<Duration> {
 /// Each side parks (sleeps in the kernel) until the other wakes it, so one
 /// hand-over is a wake-up plus a switch by the OS scheduler: the cost a
 /// thread-per-request server pays every time a request's thread gets to run.
-/// With `same_cpu` both threads are pinned to CPU 0, so it is a plain context
-/// switch; without, the wake-up may also cross to the other CPU.
+/// With `same_cpu` both threads are pinned to one CPU (the first this thread
+/// may use), so it is a plain context switch; without, the wake-up may also
+/// cross to another CPU.
 pub fn ping_pong(round_trips: usize, same_cpu: bool) -> io::Result<Duration> {
+    // Pinned before the partner starts, so it inherits the pin; its guard
+    // puts this thread's own CPU set back when we return.
+    let pinned = if same_cpu { Some(sys::pin_to_first_allowed_cpu()?) } else { None };
     // `ball_with_b` says whose turn it is; park/unpark do the sleeping. A
     // wake-up can be spurious, so each side re-checks the flag in a loop.
     let ball_with_b = Arc::new(AtomicBool::new(false));
     let main = thread::current();
     let b_flag = Arc::clone(&ball_with_b);
-    let b = thread::Builder::new().spawn(move || -> io::Result<()> {
-        if same_cpu {
-            pin_to_cpu0()?;
-        }
+    let b = thread::Builder::new().spawn(move || {
         for _ in 0..round_trips {
             while !b_flag.load(Ordering::Acquire) {
                 thread::park();
@@ -141,11 +142,7 @@ pub fn ping_pong(round_trips: usize, same_cpu: bool) -> io::Result<Duration> {
             b_flag.store(false, Ordering::Release);
             main.unpark();
         }
-        Ok(())
     })?;
-    if same_cpu {
-        pin_to_cpu0()?;
-    }
     let start = Instant::now();
     for _ in 0..round_trips {
         ball_with_b.store(true, Ordering::Release);
@@ -155,53 +152,23 @@ pub fn ping_pong(round_trips: usize, same_cpu: bool) -> io::Result<Duration> {
         }
     }
     let elapsed = start.elapsed();
-    if same_cpu {
-        unpin()?;
-    }
-    b.join().map_err(|_| io::Error::other("the ping-pong thread panicked"))??;
+    b.join().map_err(|_| io::Error::other("the ping-pong thread panicked"))?;
+    drop(pinned);
     Ok(elapsed / (2 * round_trips.max(1)) as u32)
 }
 // ANCHOR_END: ping_pong
 
-/// Runs `f` with the calling thread pinned to CPU 0. Threads started inside
-/// `f` inherit the pin, so everything runs on one CPU.
+/// Runs `f` with the calling thread pinned to one CPU (the first it may
+/// use), then gives the thread back exactly the CPUs it had. Threads started
+/// inside `f` inherit the pin, so everything runs on one CPU.
 ///
 /// Why measure that way: in a virtual machine, waking a thread on *another*
 /// CPU can cost tens of microseconds, and whether the kernel picks the other
 /// CPU for a new thread changes from one moment to the next. Pinned, a
 /// spawn+join costs the same every run; unpinned, it jumps between two values.
 pub fn on_one_cpu<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    pin_to_cpu0()?;
-    let result = f();
-    unpin()?;
-    result
-}
-
-/// Pins the calling thread to CPU 0.
-fn pin_to_cpu0() -> io::Result<()> {
-    set_affinity(&[0])
-}
-
-/// Lets the calling thread run on every CPU again.
-fn unpin() -> io::Result<()> {
-    let cpus: Vec<usize> = (0..thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    set_affinity(&cpus)
-}
-
-fn set_affinity(cpus: &[usize]) -> io::Result<()> {
-    // SAFETY: `cpu_set_t` is a plain bit array; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
-        // SAFETY: `CPU_SET` indexes the bit array without a bounds check; the
-        // filter above keeps `cpu` below `CPU_SETSIZE`, the array's size in bits.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: `set` is a valid `cpu_set_t` and we pass its exact size; pid 0
-    // means the calling thread.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let _pinned = sys::pin_to_first_allowed_cpu()?;
+    f()
 }
 
 /// Memory per thread, measured with many threads alive at once.
@@ -326,7 +293,9 @@ pub fn max_threads(cap: usize, stack_size: usize) -> io::Result<ThreadLimit> {
 
 /// Many threads parked on one gate, released together.
 struct Crowd {
+    /// Where the threads park until released.
     gate: Arc<Gate>,
+    /// The threads, to join on release.
     threads: Vec<JoinHandle<()>>,
 }
 

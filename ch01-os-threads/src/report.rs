@@ -38,6 +38,28 @@ pub fn median_of<T: Copy + Ord, E>(runs: usize, mut f: impl FnMut() -> Result<T,
     Ok(median(&samples).expect("at least one run"))
 }
 
+/// The median of some runs, and the smallest and largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread<T> {
+    /// The middle run.
+    pub median: T,
+    /// The smallest run.
+    pub min: T,
+    /// The largest run.
+    pub max: T,
+}
+
+/// Runs `f` `runs` times and returns the median, min and max: for rows that
+/// swing from run to run, where the median alone would hide it.
+pub fn spread_of<T: Copy + Ord, E>(runs: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<Spread<T>, E> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        samples.push(f()?);
+    }
+    samples.sort_unstable();
+    Ok(Spread { median: samples[samples.len() / 2], min: samples[0], max: samples[samples.len() - 1] })
+}
+
 /// A duration with a unit that fits: `850 ns`, `12.3 µs`, `4.56 ms`, `1.20 s`.
 pub fn duration(d: Duration) -> String {
     let ns = d.as_nanos() as f64;
@@ -60,10 +82,39 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `text` folded into lines of at most `width` characters (a word longer
+/// than that gets a line of its own), each ending in a newline; lines after
+/// the first start with `indent`. For the legends and notes under a table.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let start = if out.is_empty() { "" } else { indent };
+        if !line.is_empty() && start.len() + line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(start);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(if out.is_empty() { "" } else { indent });
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// A plain-text table with aligned columns.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// The column titles.
     header: Vec<String>,
+    /// The rows, one cell per column.
     rows: Vec<Vec<String>>,
 }
 
@@ -144,11 +195,23 @@ mod tests {
     }
 
     #[test]
+    fn wrap_keeps_lines_within_the_width() {
+        let text = "one two three four five six seven eight nine ten";
+        assert_eq!(wrap(text, 14, "  "), "one two three\n  four five\n  six seven\n  eight nine\n  ten\n");
+        assert_eq!(wrap("short", 100, "  "), "short\n");
+        assert_eq!(wrap("", 10, ""), "");
+        assert_eq!(wrap("averyveryverylongword x", 5, ""), "averyveryverylongword\nx\n");
+    }
+
+    #[test]
     fn units_and_medians() {
         assert_eq!(duration(Duration::from_nanos(850)), "850 ns");
         assert_eq!(duration(Duration::from_micros(12_300)), "12.30 ms");
         assert_eq!(bytes(64 * 1024), "64.0 KiB");
         assert_eq!(median(&[5, 1, 3]), Some(3));
         assert_eq!(median::<u32>(&[]), None);
+        let mut runs = [9, 1, 5].into_iter();
+        let spread = spread_of(3, || runs.next().ok_or("no more runs")).unwrap();
+        assert_eq!(spread, Spread { median: 5, min: 1, max: 9 });
     }
 }

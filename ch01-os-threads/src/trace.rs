@@ -35,6 +35,13 @@ pub fn line(component: &str, text: &str) -> String {
     format!("{:<14} {:>6} ms  {text}", format!("[{component}]"), ms())
 }
 
+/// Prints the header of a demo's section: a blank line, then
+/// `--- 2. the same five requests, one OS thread each ---`. Every chapter's
+/// demo marks its sections this way.
+pub fn section(number: usize, title: &str) {
+    println!("\n--- {number}. {title} ---");
+}
+
 /// Prints a trace line: `say!("main", "fetched {}", body)`.
 ///
 /// The whole line goes out in one `println!`, so lines from different threads

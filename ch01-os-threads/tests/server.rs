@@ -24,7 +24,9 @@ fn raw_request(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     http::parse_response(&answer)
 }
 
-/// Waits (bounded, without sleeping) until the server has `n` open connections.
+/// Waits (bounded by 10 s, without sleeping) until the server has `n` open
+/// connections. The bound only matters when a test fails: then it fails
+/// instead of hanging.
 fn wait_for_open_connections(server: &DelayServer, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.open_connections() != n {
@@ -47,8 +49,12 @@ fn answers_a_good_request() -> io::Result<()> {
 fn every_bad_input_gets_its_status_and_the_server_carries_on() -> io::Result<()> {
     let server = start(Config::default())?;
     let huge_header = format!("GET /1/a HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9 * 1024));
-    let cases: [(&str, &[u8], u16); 7] = [
+    let cases: [(&str, &[u8], u16); 11] = [
         ("malformed request line", b"HELLO\r\n\r\n", 400),
+        ("whitespace before a header's colon", b"GET /1/a HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        ("a header line without a colon", b"GET /1/a HTTP/1.1\r\nHost x\r\n\r\n", 400),
+        ("obsolete line folding", b"GET /1/a HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
+        ("a delay with a sign", b"GET /+100/a HTTP/1.1\r\n\r\n", 400),
         ("too many parts in the request line", b"GET /1/a HTTP/1.1 x\r\n\r\n", 400),
         ("another method", b"POST /1/a HTTP/1.1\r\n\r\n", 405),
         ("header block over 8 KiB", huge_header.as_bytes(), 431),
@@ -104,25 +110,62 @@ fn connections_over_the_cap_get_503() -> io::Result<()> {
 }
 
 #[test]
-fn concurrent_requests_finish_in_order_of_their_delays() -> io::Result<()> {
-    let server = start(Config::default())?;
-    let (done, finished) = mpsc::channel();
-    let clients: Vec<_> = [600, 200, 400]
-        .into_iter()
-        .map(|delay| {
-            let (addr, done) = (server.addr(), done.clone());
-            thread::spawn(move || -> io::Result<()> {
-                let body = client::get(addr, &http::path(delay, &delay.to_string()))?.into_ok_body()?;
-                done.send(body).map_err(io::Error::other)
-            })
-        })
-        .collect();
-    drop(done);
-    for client in clients {
-        client.join().expect("client thread")?;
+fn a_short_request_is_answered_while_a_long_one_waits() -> io::Result<()> {
+    // Ordered by cause, not by clock: the long request is in the server
+    // (its connection open) before the short one starts, and is still
+    // unanswered after the short one got its answer. Only a server that
+    // waits for each connection on its own thread can do that.
+    let server = start(Config { shutdown_grace: Duration::ZERO, ..Config::default() })?;
+    let addr = server.addr();
+    let (done, long_answer) = mpsc::channel();
+    let long = thread::spawn(move || {
+        let _ = done.send(client::get(addr, &http::path(60_000, "long")).map(|answer| answer.status));
+    });
+    wait_for_open_connections(&server, 1);
+    assert_eq!(client::get(addr, &http::path(0, "short"))?.body, "short");
+    assert!(long_answer.try_recv().is_err(), "the long request must still be waiting");
+    // Shutting down without grace ends the long one (503) instead of a minute's wait.
+    drop(server);
+    long.join().expect("client thread");
+    assert_eq!(long_answer.recv().map_err(io::Error::other)??, 503);
+    Ok(())
+}
+
+#[test]
+fn a_client_that_leaves_during_its_delay_frees_its_slot_at_once() -> io::Result<()> {
+    // Two slots, both taken by requests that would wait a minute; both
+    // clients give up and close. Their slots must come back now, not in a
+    // minute: a third client then gets 200, not 503.
+    let server = start(Config { max_connections: 2, ..Config::default() })?;
+    let mut leavers = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr())?;
+        stream.write_all(&http::request(server.addr(), &http::path(60_000, "never read")))?;
+        leavers.push(stream);
     }
-    let order: Vec<String> = finished.iter().collect();
-    assert_eq!(order, ["200", "400", "600"]);
+    wait_for_open_connections(&server, 2);
+    let refused = raw_request(server.addr(), &http::request(server.addr(), &http::path(0, "x")))?;
+    assert_eq!(refused.status, 503, "both slots are taken: {refused:?}");
+
+    drop(leavers); // the clients close their sockets during the delay
+    wait_for_open_connections(&server, 0); // bounded at 10 s, far below the 60 s delay
+    let answer = client::get(server.addr(), &http::path(0, "my turn"))?;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "my turn"));
+    Ok(())
+}
+
+#[test]
+fn bytes_after_the_head_do_not_end_the_wait() -> io::Result<()> {
+    // A client may send more than the head (a body we ignore); only its
+    // close means it left. It still gets its answer.
+    let server = start(Config::default())?;
+    let mut stream = TcpStream::connect(server.addr())?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(&http::request(server.addr(), &http::path(50, "still here")))?;
+    stream.write_all(b"some body bytes the server does not use")?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    assert_eq!(http::parse_response(&answer)?.body, "still here");
     Ok(())
 }
 

@@ -40,8 +40,12 @@
 //!   high-water mark of how much of a stack a fiber used.
 //! - [`overflow`]: the `SIGSEGV` handler that turns a hit on a guard page into
 //!   "green thread 3 overflowed its 64 KiB stack".
-//! - [`runtime`]: [`run`], [`spawn`], [`yield_now`], [`JoinHandle`]: a
-//!   round-robin scheduler with the calling thread as the main fiber.
+//! - [`ring`]: the ring of fibers in the order they take turns, and the
+//!   hot path: [`yield_now`].
+//! - [`runtime`]: the scheduler: [`run`], [`spawn`], stacks in and out, and
+//!   the fiber's entry function, with the calling thread as the main fiber.
+//! - [`task`]: a fiber's closure and result, and [`JoinHandle`].
+//! - [`asan`]: telling AddressSanitizer about our stacks (feature `asan`).
 //!
 //! Runtimes are per thread and nothing here is `Send`: a fiber never moves to
 //! another OS thread (its stack holds references into this thread's
@@ -51,10 +55,13 @@
 compile_error!("ch02-green-threads supports Linux only (x86-64): it uses mmap, mincore, sigaltstack and SIGSEGV");
 
 pub mod arch;
+pub mod asan;
 pub mod overflow;
+pub mod ring;
 pub mod runtime;
 pub mod stack;
+pub mod task;
 
-pub use runtime::{
-    Config, FiberStats, JoinError, JoinHandle, Stats, current_id, run, spawn, stats, yield_now, yield_now_naive,
-};
+pub use ring::{yield_now, yield_now_naive};
+pub use runtime::{Config, Stats, current_id, run, spawn, stats};
+pub use task::{FiberStats, JoinError, JoinHandle};

@@ -3,10 +3,10 @@
 //! Fibers ("green threads") with our own stacks and our own context switch,
 //! scheduled cooperatively on one OS thread. The demo shows, step by step:
 //!
-//! 1. three green threads counting and yielding in turn (the classic
-//!    interleaving), and how much of its 64 KiB stack each one used;
-//! 2. 10 000 green threads yielding 100 times each: a million switches, and
-//!    what 10 000 of them cost in memory;
+//! 1. a few green threads counting and yielding in turn (the classic
+//!    interleaving), and how much of its stack each one used;
+//! 2. many green threads yielding many times each: a million switches, and
+//!    what they cost in memory;
 //! 3. cooperative vs preemptive: a green thread that never yields starves the
 //!    others, while the kernel preempts an OS thread that hogs the CPU;
 //! 4. a green thread doing a blocking read stalls every green thread: the
@@ -25,14 +25,18 @@
 use std::cell::Cell;
 use std::hint::black_box;
 use std::io;
+use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use ch01_os_threads::bench_kit::Progress;
 use ch01_os_threads::delay_server::{Config as ServerConfig, DemoServer};
 use ch01_os_threads::measure::{self, ProcStatus};
 use ch01_os_threads::report::{self, Table, bytes, duration, median_of};
-use ch01_os_threads::{client, http, say};
+use ch01_os_threads::trace::section;
+use ch01_os_threads::{cli, client, http, say, sys};
 use ch02_green_threads::{Config, current_id, run, spawn, stats, yield_now, yield_now_naive};
 
 const HELP: &str = "\
@@ -42,36 +46,40 @@ USAGE:
     cargo run -p ch02-green-threads [-- COMMAND]
 
 COMMANDS:
-    (none)     the guided demo: taking turns, 10 000 green threads, starvation
+    (none)     the guided demo: taking turns, many green threads, starvation
                vs preemption, and a blocking read that stalls everyone
     bench      switch, spawn and memory costs next to ch01's OS threads
                (use --release for real numbers)
-    overflow   a green thread overflows its 64 KiB stack on purpose: the guard
-               page catches it and the process aborts with a message
+    overflow   a green thread overflows its stack on purpose: the guard page
+               catches it and the process aborts with a message
     --help     this text
 
 ENVIRONMENT:
     DELAY_SERVER=host:port   use that delay server instead of an embedded one
+                             (step 4)
 ";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     ch01_os_threads::trace::start();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] => demo(),
-        ["bench"] => bench(),
-        ["overflow"] => overflow(),
-        ["--help" | "-h" | "help"] => {
+    cli::exit_code(run_command(std::env::args().skip(1).collect()))
+}
+
+fn run_command(args: Vec<String>) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        None => demo(),
+        Some("bench") => bench(),
+        Some("overflow") => overflow(),
+        Some("--help" | "-h" | "help") => {
             print!("{HELP}");
             Ok(())
         }
-        other => bail!("unknown arguments {other:?}\n\n{HELP}"),
+        Some(other) => Err(cli::unknown("command", other)),
     }
 }
 
 fn demo() -> anyhow::Result<()> {
     take_turns().context("step 1: taking turns")?;
-    ten_thousand().context("step 2: 10 000 green threads")?;
+    many().context("step 2: many green threads")?;
     starvation().context("step 3: cooperative vs preemptive")?;
     blocking_read().context("step 4: a blocking read")?;
     say!("main", "done");
@@ -87,15 +95,17 @@ fn me() -> String {
 }
 
 // ANCHOR: take_turns
-/// Step 1: three fibers count to three, yielding after each number.
+/// Step 1: a few fibers count, yielding after each number.
 fn take_turns() -> anyhow::Result<()> {
-    say!("main", "step 1: three green threads count to 3, yielding after each number");
+    const FIBERS: usize = 3;
+    const COUNT: u32 = 3;
+    section(1, &format!("{FIBERS} green threads count to {COUNT}, yielding after each number"));
     run(Config::measuring_stack_use(), || -> anyhow::Result<()> {
         let mut fibers = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..FIBERS {
             fibers.push(spawn(|| {
                 let mut sum = 0;
-                for i in 1..=3 {
+                for i in 1..=COUNT {
                     say!(me(), "count {i}");
                     sum += i;
                     yield_now(); // give the others a turn
@@ -103,7 +113,7 @@ fn take_turns() -> anyhow::Result<()> {
                 sum
             })?);
         }
-        say!("main", "spawned 3 green threads; none has run yet. Joining them lets them run:");
+        say!("main", "spawned {FIBERS} green threads; none has run yet. Joining them lets them run:");
         for fiber in fibers {
             let (sum, stats) = fiber.join_with_stats();
             let used = stats.stack_used.map_or("?".to_string(), |b| bytes(b as u64));
@@ -120,12 +130,12 @@ fn take_turns() -> anyhow::Result<()> {
 }
 // ANCHOR_END: take_turns
 
-// ANCHOR: ten_thousand
-/// Step 2: 10 000 fibers, each yielding 100 times.
-fn ten_thousand() -> anyhow::Result<()> {
+// ANCHOR: many
+/// Step 2: many fibers, each yielding many times.
+fn many() -> anyhow::Result<()> {
     const FIBERS: usize = 10_000;
     const YIELDS: u64 = 100;
-    say!("main", "step 2: {FIBERS} green threads, each adds 1 to a counter and yields, {YIELDS} times");
+    section(2, &format!("{FIBERS} green threads, each adds 1 to a counter and yields, {YIELDS} times"));
     let before = ProcStatus::read()?;
     let start = Instant::now();
     let (total, parked, stats) = run(Config::measuring_stack_use(), || -> io::Result<_> {
@@ -173,22 +183,37 @@ fn ten_thousand() -> anyhow::Result<()> {
     );
     Ok(())
 }
-// ANCHOR_END: ten_thousand
+// ANCHOR_END: many
+
+/// How often step 3's hog yields: `None`, never (that is the point). Try
+/// `Some(100_000)`: every line step 3 prints follows what the hog did.
+const HOG_YIELDS_EVERY: Option<u64> = None;
 
 // ANCHOR: starvation
-/// Step 3: a fiber that never yields, then the same with OS threads.
+/// Step 3: a fiber that computes for a while, then the same with OS threads.
 fn starvation() -> anyhow::Result<()> {
     const HOG: Duration = Duration::from_millis(200);
-    say!("main", "step 3: a green thread computes for {} ms without yielding", HOG.as_millis());
+    const TICKS: u32 = 3;
+    section(3, &format!("a green thread computes for {} ms, another wants to tick", HOG.as_millis()));
+    let how = HOG_YIELDS_EVERY.map_or("never yielding".to_string(), |n| format!("yielding every {n} spins"));
+    // What the ticker saw, counted, so the verdict below is measured, not claimed.
+    let hog_running = Rc::new(Cell::new(false));
+    let ticks_meanwhile = Rc::new(Cell::new(0));
     run(Config::default(), || -> anyhow::Result<()> {
-        let hog = spawn(|| {
-            say!(me(), "computing, never yielding");
-            let spins = spin_for(HOG);
-            say!(me(), "done after {spins} spins; only now can anyone else run");
+        let running = Rc::clone(&hog_running);
+        let hog = spawn(move || {
+            say!(me(), "computing, {how}");
+            running.set(true);
+            let (spins, yields) = spin_for(HOG, HOG_YIELDS_EVERY);
+            running.set(false);
+            say!(me(), "done after {spins} spins and {yields} yields");
         })?;
-        let ticker = spawn(|| {
-            for i in 1..=3 {
-                say!(me(), "tick {i}");
+        let (running, meanwhile) = (Rc::clone(&hog_running), Rc::clone(&ticks_meanwhile));
+        let ticker = spawn(move || {
+            for i in 1..=TICKS {
+                let note = if running.get() { " (the hog is still computing)" } else { "" };
+                meanwhile.set(meanwhile.get() + u32::from(running.get()));
+                say!(me(), "tick {i}{note}");
                 yield_now();
             }
         })?;
@@ -196,73 +221,97 @@ fn starvation() -> anyhow::Result<()> {
         ticker.join()?;
         Ok(())
     })??;
+    let verdict = match ticks_meanwhile.get() {
+        0 => "a green thread that does not yield keeps every other one waiting",
+        _ => "the hog yielded, so the ticker had turns: cooperation",
+    };
+    say!("main", "the ticker ticked {} of {TICKS} times while the hog computed: {verdict}", ticks_meanwhile.get());
 
-    say!("main", "the same with two OS threads on one CPU: the kernel preempts the hog");
-    let pinned = std::thread::scope(|scope| {
+    // The same with OS threads, both pinned to one CPU, so they cannot simply
+    // run side by side on two: only preemption lets the ticker in.
+    let cpu = sys::allowed_cpus()?.first().copied().context("no CPU to run on")?;
+    say!("main", "the same with two OS threads on CPU {cpu}: the kernel preempts the hog");
+    let running = AtomicBool::new(false);
+    let (pinned, meanwhile) = std::thread::scope(|scope| {
         let hog = scope.spawn(|| {
-            let pinned = pin_to_cpu0().is_ok();
+            let pin = sys::pin_to_cpu(cpu);
             say!("hog thread", "computing, never yielding");
-            let spins = spin_for(HOG);
+            running.store(true, Ordering::SeqCst);
+            let (spins, _) = spin_for(HOG, None);
+            running.store(false, Ordering::SeqCst);
             say!("hog thread", "done after {spins} spins");
-            pinned
+            pin.is_ok()
         });
-        scope.spawn(|| {
-            let _ = pin_to_cpu0();
-            std::thread::sleep(Duration::from_millis(10)); // let the hog start first
-            for i in 1..=3 {
-                say!("tick thread", "tick {i} (the hog is still computing)");
-                std::thread::sleep(Duration::from_millis(40));
+        let ticker = scope.spawn(|| {
+            let pin = sys::pin_to_cpu(cpu);
+            let mut meanwhile = 0;
+            // Start ticking once the hog computes (a bounded wait: the hog sets the flag first thing).
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while !running.load(Ordering::SeqCst) && Instant::now() < give_up {
+                std::thread::yield_now();
             }
+            for i in 1..=TICKS {
+                let during = running.load(Ordering::SeqCst);
+                meanwhile += u32::from(during);
+                say!("tick thread", "tick {i}{}", if during { " (the hog is still computing)" } else { "" });
+                std::thread::sleep(HOG / (TICKS + 2));
+            }
+            (pin.is_ok(), meanwhile)
         });
-        hog.join().unwrap_or(false)
+        let hog_pinned = hog.join().unwrap_or(false);
+        let (ticker_pinned, meanwhile) = ticker.join().unwrap_or((false, 0));
+        (hog_pinned && ticker_pinned, meanwhile)
     });
+    say!("main", "the tick thread ticked {meanwhile} of {TICKS} times while the hog computed");
     if !pinned {
-        say!("main", "(could not pin both threads to CPU 0: they may simply have run in parallel)");
+        say!("main", "(could not pin both threads to CPU {cpu}: they may simply have run in parallel)");
     }
     Ok(())
 }
 // ANCHOR_END: starvation
 
-/// Busy work for `how_long`, without yielding; returns how many spins.
-fn spin_for(how_long: Duration) -> u64 {
+/// Busy work for `how_long`, yielding every `yield_every` spins if given;
+/// returns how many spins and how many yields.
+fn spin_for(how_long: Duration, yield_every: Option<u64>) -> (u64, u64) {
     let start = Instant::now();
-    let mut spins = 0u64;
+    let (mut spins, mut yields) = (0u64, 0u64);
     while start.elapsed() < how_long {
         spins = black_box(spins + 1);
+        if yield_every.is_some_and(|n| spins.is_multiple_of(n.max(1))) {
+            yield_now();
+            yields += 1;
+        }
     }
-    spins
-}
-
-/// Lets the calling OS thread run only on CPU 0.
-fn pin_to_cpu0() -> io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU 0 is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(0, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass; pid 0 = this thread.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    (spins, yields)
 }
 
 // ANCHOR: blocking_read
 /// Step 4: one fiber makes a blocking HTTP request; nobody else can run.
 fn blocking_read() -> anyhow::Result<()> {
+    const DELAY_MS: u64 = 300;
+    section(4, "a green thread blocks in read(); another wants to tick");
     let server = DemoServer::from_env_or_start(ServerConfig::default()).context("starting the delay server")?;
     let addr = server.addr();
-    say!("main", "step 4: {}", server.describe());
-    say!("main", "one green thread asks for a 300 ms answer with a blocking read; another wants to tick");
+    say!("main", "{}", server.describe());
+    say!("main", "one green thread asks for a {DELAY_MS} ms answer with a blocking read; another wants to tick");
+    let tick_times: Rc<Cell<[Option<Instant>; 2]>> = Rc::default();
     run(Config::default(), || -> anyhow::Result<()> {
-        let ticker = spawn(|| {
+        let times = Rc::clone(&tick_times);
+        let ticker = spawn(move || {
             for i in 1..=3 {
                 say!(me(), "tick {i}");
+                if i <= 2 {
+                    let mut seen = times.get();
+                    seen[i - 1] = Some(Instant::now());
+                    times.set(seen);
+                }
                 yield_now();
             }
         })?;
         let reader = spawn(move || -> io::Result<String> {
-            say!(me(), "GET /300/slow: blocking in read(), the whole OS thread sleeps");
-            let body = client::get(addr, &http::path(300, "slow"))?.into_ok_body()?;
+            let path = http::path(DELAY_MS, "slow");
+            say!(me(), "GET {path}: blocking in read(), the whole OS thread sleeps");
+            let body = client::get(addr, &path)?.into_ok_body()?;
             say!(me(), "got {body:?}");
             Ok(body)
         })?;
@@ -270,30 +319,48 @@ fn blocking_read() -> anyhow::Result<()> {
         reader.join()??;
         Ok(())
     })??;
-    say!(
-        "main",
-        "no tick for 300 ms: one blocking call stalled every green thread. Chapter 3 waits with epoll instead"
-    );
+    if let [Some(first), Some(second)] = tick_times.get() {
+        say!(
+            "main",
+            "{} ms between tick 1 and tick 2: one blocking call stalled every green thread. \
+             Chapter 3 waits with epoll instead",
+            (second - first).as_millis()
+        );
+    }
     Ok(())
 }
 // ANCHOR_END: blocking_read
 
 // ANCHOR: overflow
-/// `overflow`: a fiber recurses far deeper than 64 KiB allows.
+/// The fiber's stack in `overflow`.
+const OVERFLOW_STACK: usize = 64 * 1024;
+/// How deep `deep` recurses.
+const DEPTH: u32 = 10_000;
+/// The bytes each call of `deep` keeps on the stack (at least).
+const FRAME: usize = 1024;
+
+/// `overflow`: a fiber recurses deeper than its stack allows.
 fn overflow() -> anyhow::Result<()> {
-    say!("main", "a green thread with a 64 KiB stack recurses 10 000 calls deep, 1 KiB per call");
-    say!("main", "expect: the guard page stops it, the handler names it, the process aborts");
-    let depth = run(Config::default(), || spawn(|| deep(0))?.join().map_err(io::Error::other))??;
-    bail!("the recursion returned {depth}: the stack did not overflow")
+    let (stack, frame) = (bytes(OVERFLOW_STACK as u64), bytes(FRAME as u64));
+    say!("main", "a green thread with a {stack} stack recurses {DEPTH} calls deep, {frame} per call");
+    if DEPTH as usize * FRAME > OVERFLOW_STACK {
+        say!("main", "expect: the guard page stops it, the handler names it, the process aborts");
+    } else {
+        say!("main", "expect: {DEPTH} calls of {frame} fit in {stack}: it returns");
+    }
+    let config = Config { stack_size: OVERFLOW_STACK, ..Config::default() };
+    let depth = run(config, || spawn(|| deep(0))?.join().map_err(io::Error::other))??;
+    say!("main", "the recursion returned {depth}: the stack did not overflow");
+    Ok(())
 }
 
-/// One call = at least 1 KiB of stack; stops 10 000 calls deep (10 MiB).
+/// One call = at least `FRAME` bytes of stack; stops `DEPTH` calls deep.
 fn deep(depth: u32) -> u32 {
-    let frame = black_box([depth as u8; 1024]); // black_box keeps the array really on the stack
-    if depth >= 10_000 {
+    let frame = black_box([depth as u8; FRAME]); // black_box keeps the array really on the stack
+    if depth >= DEPTH {
         return u32::from(frame[0]);
     }
-    deep(depth + 1).wrapping_add(u32::from(frame[1023]))
+    deep(depth + 1).wrapping_add(u32::from(frame[FRAME - 1]))
 }
 // ANCHOR_END: overflow
 
@@ -302,8 +369,21 @@ fn deep(depth: u32) -> u32 {
 fn bench() -> anyhow::Result<()> {
     const RUNS: usize = 7;
     const STACK: usize = 64 * 1024;
+    const GREEN_PARKED: usize = 10_000;
+    const OS_PARKED: usize = 1_000;
     println!("{}", report::machine());
     say!("main", "measuring, {RUNS} runs each (takes a few seconds)");
+    let mut progress = Progress::new(10 * RUNS + 2);
+    let mut step = |what: &str| {
+        progress.start(what);
+        progress.finish_step();
+    };
+    let mut median = |what: &str, f: &dyn Fn() -> io::Result<Duration>| {
+        median_of(RUNS, || {
+            step(what);
+            f()
+        })
+    };
 
     // Switch costs are a few nanoseconds: each run times a million round
     // trips, and the table shows tenths of a nanosecond (`report::duration`
@@ -311,25 +391,30 @@ fn bench() -> anyhow::Result<()> {
     const TRIPS: u32 = 1_000_000;
     let per_trip = |total: Duration| total.as_secs_f64() * 1e9 / f64::from(TRIPS);
     let nanos = |total: Duration| format!("{:.1} ns", per_trip(total));
-    let round_trip = median_of(RUNS, || yield_round_trip::<false>(TRIPS))?;
-    let round_trip_naive = median_of(RUNS, || yield_round_trip::<true>(TRIPS))?;
-    let bare = median_of(RUNS, || bare::round_trip(bare::Switch::Ours, TRIPS))?;
-    let bare_naive = median_of(RUNS, || bare::round_trip(bare::Switch::Naive, TRIPS))?;
-    let bare_no_fp = median_of(RUNS, || bare::round_trip(bare::Switch::WithoutFloatControl, TRIPS))?;
-    let spawn_recycled = median_of(RUNS, || spawn_join(20_000, Config::default()))?;
-    let spawn_measured = median_of(RUNS, || spawn_join(5_000, Config::measuring_stack_use()))?;
-    let spawn_fresh = median_of(RUNS, || spawn_join(300, Config { max_free_stacks: 0, ..Config::default() }))?;
-    let memory = fiber_memory(10_000)?;
-
-    let os_hand_over = median_of(RUNS, || measure::ping_pong(2_000, true)).context("ch01 ping-pong")?;
-    // Pinned to one CPU, like the hand-over row: unpinned, a new OS thread sometimes starts on the other
+    let round_trip = median("yield round trip", &|| yield_round_trip::<false>(TRIPS))?;
+    let round_trip_naive = median("yield round trip, naive switch", &|| yield_round_trip::<true>(TRIPS))?;
+    let bare = median("bare switch", &|| bare::round_trip(bare::Switch::Ours, TRIPS))?;
+    let bare_naive = median("bare switch, naive", &|| bare::round_trip(bare::Switch::Naive, TRIPS))?;
+    let bare_no_fp =
+        median("bare switch, no control words", &|| bare::round_trip(bare::Switch::WithoutFloatControl, TRIPS))?;
+    let spawn_recycled = median("spawn + join", &|| spawn_join(20_000, Config::default()))?;
+    let spawn_measured = median("spawn + join, measuring", &|| spawn_join(5_000, Config::measuring_stack_use()))?;
+    let fresh = Config { max_free_stacks: 0, ..Config::default() };
+    let spawn_fresh = median("spawn + join, fresh stacks", &|| spawn_join(300, fresh))?;
+    // Pinned to one CPU: unpinned, a new OS thread sometimes starts on another
     // CPU and the number jumps between runs (see ch01's bench).
-    let os_spawn =
-        median_of(RUNS, || measure::on_one_cpu(|| measure::spawn_join(300, STACK))).context("ch01 spawn+join")?;
-    let os_memory = measure::memory_per_parked_thread(1_000, STACK).context("ch01 memory per thread")?;
+    let os_hand_over = median("OS hand-over", &|| measure::ping_pong(2_000, true)).context("ch01 ping-pong")?;
+    let os_spawn = median("OS spawn + join", &|| measure::on_one_cpu(|| measure::spawn_join(300, STACK)))
+        .context("ch01 spawn+join")?;
+    step(&format!("memory of {GREEN_PARKED} parked green threads"));
+    let memory = fiber_memory(GREEN_PARKED)?;
+    step(&format!("memory of {OS_PARKED} parked OS threads"));
+    let os_memory = measure::memory_per_parked_thread(OS_PARKED, STACK).context("ch01 memory per thread")?;
+    drop(progress);
 
     let ratio = |os: Duration, green: Duration| format!("{:.0}x", os.as_secs_f64() / green.as_secs_f64().max(1e-12));
-    let mut table = Table::new(&["what (64 KiB stacks)", "green thread (ch02)", "OS thread (ch01)", "OS / green"]);
+    let what = format!("what ({} stacks)", bytes(STACK as u64));
+    let mut table = Table::new(&[what.as_str(), "green thread (ch02)", "OS thread (ch01)", "OS / green"]);
     table
         .row(&[
             "switch there and back (yield round trip)",
@@ -356,10 +441,12 @@ fn bench() -> anyhow::Result<()> {
         .row(&["memory reserved (virtual) each", &bytes(memory.0), &bytes(os_memory.virtual_per_thread), ""])
         .row(&["memory resident each, after running", &bytes(memory.1), &bytes(os_memory.resident_per_thread), ""]);
     print!("{table}");
-    println!(
-        "OS threads pinned to one CPU: switch = two hand-overs (ch01 ping_pong), spawn + join (ch01 spawn_join). \
-         Memory: 10 000 green threads / 1 000 OS threads parked at once, from /proc/self/status."
+    let legend = format!(
+        "Medians of {RUNS} runs. OS threads pinned to one CPU: switch = two hand-overs (ch01 ping_pong), spawn + \
+         join (ch01 spawn_join). Memory: {GREEN_PARKED} green threads / {OS_PARKED} OS threads parked at once, \
+         from /proc/self/status."
     );
+    print!("{}", report::wrap(&legend, 100, ""));
     Ok(())
 }
 

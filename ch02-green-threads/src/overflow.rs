@@ -32,16 +32,16 @@
 //! on its own stack, and calls `write(2)` and `abort(3)`, both
 //! async-signal-safe.
 //!
-//! (A first version kept the running fiber's guard page and id in separate
-//! thread-locals and updated them on every switch: two stores per switch,
-//! four per yield round trip, only for the rare crash. Now the handler looks
-//! where the scheduler already looks.)
+//! So telling the handler which fiber runs costs the switch nothing: it
+//! looks where the scheduler already looks.
 
 use std::io;
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use crate::runtime;
+use ch01_os_threads::syscall;
+
+use crate::ring;
 
 /// The `SIGSEGV` handler that was installed before ours (`sa_sigaction`:
 /// an address, or `SIG_DFL` / `SIG_IGN`), to pass on the faults that are not
@@ -67,8 +67,8 @@ pub fn install_handler() -> io::Result<()> {
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: `action` is a valid sigaction whose handler only does
         // async-signal-safe things (see `on_sigsegv`); `previous` is writable.
-        if unsafe { libc::sigaction(libc::SIGSEGV, &action, &mut previous) } == -1 {
-            result = Err(io::Error::last_os_error());
+        if let Err(e) = syscall!(unsafe { libc::sigaction(libc::SIGSEGV, &action, &mut previous) }) {
+            result = Err(e);
             return;
         }
         // Flags first: the handler reads the address (Acquire) before them.
@@ -85,7 +85,7 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, contex
     // SAFETY: the kernel passes a valid siginfo_t because we set SA_SIGINFO.
     let (fault, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
     // The guard page of the running fiber (or of the one switching to it)?
-    if let Some((id, size)) = runtime::guard_page_owner(fault) {
+    if let Some((id, size)) = ring::guard_page_owner(fault) {
         let mut message = Message::default();
         message.push(b"green thread ");
         message.push_number(id);
@@ -142,7 +142,9 @@ extern "C" fn on_sigsegv(signal: libc::c_int, info: *mut libc::siginfo_t, contex
 
 /// A fixed-size text buffer: formatting without allocating.
 struct Message {
+    /// The text so far; what does not fit is dropped.
     bytes: [u8; 160],
+    /// How many bytes of `bytes` are used.
     len: usize,
 }
 
@@ -197,9 +199,7 @@ impl AltStack {
         // stack only reads the current setting into `current`.
         let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall!(unsafe { libc::sigaltstack(std::ptr::null(), &mut current) })?;
         if current.ss_flags & libc::SS_DISABLE == 0 {
             return Ok(AltStack { installed: None });
         }
@@ -221,8 +221,7 @@ impl AltStack {
         let new = libc::stack_t { ss_sp: memory, ss_flags: 0, ss_size: size };
         // SAFETY: `new` describes a mapping we own, which stays mapped until
         // `drop` has switched the alternate stack off again.
-        if unsafe { libc::sigaltstack(&new, std::ptr::null_mut()) } == -1 {
-            let error = io::Error::last_os_error();
+        if let Err(error) = syscall!(unsafe { libc::sigaltstack(&new, std::ptr::null_mut()) }) {
             // SAFETY: our own mapping, not installed anywhere.
             unsafe { libc::munmap(memory, size) };
             return Err(error);
@@ -264,9 +263,7 @@ mod tests {
         // SAFETY: an all-zero stack_t is valid; a null new stack only reads.
         let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall!(unsafe { libc::sigaltstack(std::ptr::null(), &mut current) })?;
         Ok(current)
     }
 

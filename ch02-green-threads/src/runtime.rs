@@ -1,69 +1,46 @@
-//! The runtime: spawning fibers, round-robin scheduling, joining, and what
-//! happens when a fiber ends or panics.
+//! The scheduler: starting a runtime, spawning fibers, and what happens when
+//! a fiber ends or panics.
 //!
 //! One runtime per OS thread, kept in a thread-local for the duration of
 //! [`run`]. The thread's own stack is the *main fiber* (id 0): it runs the
-//! closure given to [`run`], and [`yield_now`] from it lets the other fibers
-//! have a turn, just as [`yield_now`] from a fiber does.
+//! closure given to [`run`], and [`yield_now`](crate::yield_now) from it lets
+//! the other fibers have a turn, just as from a fiber. Who runs next is the
+//! ring's business ([`crate::ring`]); this module keeps everything else.
 //!
-//! ## Scheduling
+//! There is no "blocked" state, because there is nothing to wait for yet: a
+//! fiber that wants to wait for I/O can only block the whole thread (chapter
+//! 3 fixes that), and [`JoinHandle::join`](crate::JoinHandle::join) waits by
+//! yielding until the result is in.
 //!
-//! Every live fiber, the main fiber included, has a small `Context`: its
-//! saved stack pointer and its two neighbours in one circular, doubly linked
-//! list (a ring) in the order they take turns. The thread-local `CURRENT`
-//! points at the running fiber's context; [`yield_now`] just moves on to its
-//! successor: round robin, in three loads and a store. A new fiber is
-//! inserted just before the running one, so it runs after everyone already
-//! waiting; a finished one is unlinked. There is no "blocked" state, because
-//! there is nothing to wait for yet: a fiber that wants to wait for I/O can
-//! only block the whole thread (chapter 3 fixes that), and
-//! [`JoinHandle::join`] waits by yielding until the result is in.
+//! ## The borrow rule
 //!
-//! ```text
-//!            spawn inserts here (between `prev` and CURRENT)
-//!                    v
-//!   ... <--> [prev] <--> [CURRENT] <--> [next] <--> ... (back to the start)
-//!                                  yield_now moves here
-//! ```
-//!
-//! ## Two kinds of state, and the borrow rule
-//!
-//! The hot path, [`yield_now`], touches only the contexts and `CURRENT`: no
-//! `RefCell`, no bounds checks, no `Option`s. A yield round trip is two
-//! switches, and every instruction on this path is paid twice per round trip
-//! (see "Where the nanoseconds went" in the chapter page). A context's fields
-//! are `Cell`s and it is reached through raw pointers, which is sound because
-//! of one ownership rule: **every context is owned (through an `Rc`) by this
-//! thread's `Runtime`, and is freed only after it has left the ring and is
-//! no longer `CURRENT`.** So every pointer in the ring and in `CURRENT` points
-//! at a live context.
-//!
-//! Everything else (slots, stacks, tasks, counters) sits in a `RefCell` in a
-//! thread-local. It is borrowed only for short bookkeeping and **never across
-//! a switch** (the fiber we switch to may borrow it too), and no user code
-//! ever runs while it is borrowed (so a user's `Drop` cannot re-enter it).
+//! The runtime's state (slots, stacks, tasks, counters) sits in a `RefCell`
+//! in a thread-local. It is borrowed only for short bookkeeping and **never
+//! across a switch** (the fiber we switch to may borrow it too), and no user
+//! code ever runs while it is borrowed (so a user's `Drop` cannot re-enter
+//! it).
 //!
 //! ## A fiber's life
 //!
 //! spawn → (ready ⇄ running)* → the closure returns or panics → the fiber's
 //! entry function catches any panic (an unwind must never reach the switch
 //! frames: there is nothing above the entry function to unwind into), stores
-//! the result for [`JoinHandle::join`], and switches away for good. Its stack
-//! cannot be recycled by the fiber itself (it is still running on it), so it
-//! becomes the *zombie*, and the next runtime call made from another stack
-//! measures its high-water mark, zeroes the used part and puts it on the free
-//! list.
+//! the result for [`JoinHandle::join`](crate::JoinHandle::join), and switches
+//! away for good. Its stack cannot be recycled by the fiber itself (it is
+//! still running on it), so it becomes the *zombie*, and the next runtime
+//! call made from another stack measures its high-water mark, zeroes the
+//! used part and puts it on the free list.
 
 use std::cell::{Cell, RefCell};
-use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::{fmt, io, mem, ptr};
+use std::{io, mem, ptr};
 
-use crate::arch;
-use crate::overflow;
+use crate::ring::{Context, set_current, with_current, yield_now};
 use crate::stack::{DEFAULT_STACK_SIZE, Stack, StackPool};
+use crate::task::{JoinHandle, Shared, Task};
+use crate::{arch, asan, overflow};
 
 /// Settings for [`run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,130 +95,6 @@ pub struct Stats {
     pub total_stack_used: u64,
 }
 
-/// What [`JoinHandle::join_with_stats`] tells about a finished fiber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FiberStats {
-    /// The fiber's id.
-    pub id: u64,
-    /// Its stack's high-water mark in bytes, if the runtime measures them.
-    pub stack_used: Option<usize>,
-    /// The usable size of its stack.
-    pub stack_size: usize,
-}
-
-/// Why [`JoinHandle::join`] has no value to give.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JoinError {
-    /// The fiber's closure panicked; the panic was caught at the fiber's entry.
-    Panicked {
-        /// The fiber's id.
-        fiber: u64,
-        /// The panic message.
-        message: String,
-    },
-    /// The fiber can never finish from where `join` was called.
-    Unfinishable {
-        /// The fiber's id.
-        fiber: u64,
-        /// Why not.
-        reason: &'static str,
-    },
-}
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JoinError::Panicked { fiber, message } => write!(f, "green thread {fiber} panicked: {message}"),
-            JoinError::Unfinishable { fiber, reason } => write!(f, "cannot join green thread {fiber}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for JoinError {}
-
-// ANCHOR: context
-/// What the hot path ([`yield_now`]) and the overflow handler need of a
-/// fiber, at an address that does not move while the fiber lives (it sits
-/// behind an `Rc` owned by the `Runtime`; see "Two kinds of state" in the
-/// module docs for why raw pointers to it are sound).
-pub(crate) struct Context {
-    /// Its saved stack pointer while it is not running (written by
-    /// `arch::switch` when it switches away, read when it is resumed).
-    sp: Cell<*mut u8>,
-    /// The fiber that runs after it (the ring's forward link).
-    next: Cell<*const Context>,
-    /// The fiber that runs before it (so spawn and exit can relink in O(1)).
-    /// Atomic (plain `mov`s on x86-64, and off the yield path) because the
-    /// overflow handler reads it: while a fiber is still pushing its registers
-    /// in `arch::switch`, `CURRENT` already names its successor, whose `prev`
-    /// is the fiber that is switching away (see [`guard_page_owner`]).
-    prev: AtomicPtr<Context>,
-    /// Its slot in `Runtime::fibers`.
-    slot: usize,
-    /// Its id: 0 for the main fiber, then 1, 2, ... in spawn order.
-    id: u64,
-    /// Its stack's guard page (empty for the main fiber), for the overflow
-    /// handler. Never changes after the context is created.
-    guard: Range<usize>,
-    /// The usable size of its stack, for the overflow message.
-    stack_size: usize,
-}
-
-thread_local! {
-    /// The running fiber's context, or null outside [`run`]. An atomic only
-    /// because the overflow handler (a signal handler, which may interrupt
-    /// the thread at any instruction) reads it too; on x86-64 its loads and
-    /// stores are plain `mov`s. A constant initialiser and no destructor, so
-    /// reading it is a single load at a fixed offset from the thread pointer.
-    static CURRENT: AtomicPtr<Context> = const { AtomicPtr::new(std::ptr::null_mut()) };
-}
-
-/// Makes `context` the running one (null: no runtime). `Release` so that a
-/// signal handler that loads the pointer (`Acquire`) also sees the fields
-/// the context was created with; on x86-64 this is an ordinary store.
-#[inline(always)]
-fn set_current(context: *const Context) {
-    CURRENT.with(|current| current.store(context.cast_mut(), Ordering::Release));
-}
-
-/// Runs `f` with the running fiber's context; `None` outside [`run`].
-#[inline(always)]
-fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    let context = CURRENT.with(|current| current.load(Ordering::Acquire));
-    // SAFETY: CURRENT is null or points at the running fiber's context, which
-    // this thread's runtime owns and frees only after it has left the ring
-    // and stopped being CURRENT (see the module docs). The reference lives
-    // only for the call to `f`, during which the running fiber cannot finish.
-    unsafe { context.as_ref() }.map(f)
-}
-
-/// For the overflow handler: if `fault` lies in the guard page of the running
-/// fiber, or of the fiber that is switching to it, that fiber's id and stack
-/// size. `None` otherwise (the main fiber has no guard page of ours) and
-/// outside [`run`]. Async-signal-safe: two atomic loads and reads of fields
-/// that never change after creation.
-///
-/// Why two fibers: a yield sets `CURRENT` to the successor *before* calling
-/// `arch::switch`, whose first instructions still write the old fiber's
-/// stack (the control words, then six pushes: 64 bytes below the call). A
-/// fiber that recurses and yields on every level overflows exactly there,
-/// and at that moment the overflowing fiber is `CURRENT`'s predecessor.
-pub(crate) fn guard_page_owner(fault: usize) -> Option<(u64, usize)> {
-    with_current(|current| {
-        // SAFETY: ring links always point at live contexts (module docs), and
-        // `prev` is atomic, so reading it from a signal handler is no data
-        // race; `Acquire` pairs with the `Release` stores in spawn and exit,
-        // so the context's fields are seen as they were created.
-        let previous = unsafe { &*current.prev.load(Ordering::Acquire) };
-        [current, previous]
-            .into_iter()
-            .find(|context| context.id != 0 && context.guard.contains(&fault))
-            .map(|context| (context.id, context.stack_size))
-    })
-    .flatten()
-}
-// ANCHOR_END: context
-
 // ANCHOR: state
 /// One fiber as the runtime sees it.
 struct Fiber {
@@ -256,7 +109,7 @@ struct Fiber {
 }
 
 /// The state of the runtime on one thread.
-struct Runtime {
+pub(crate) struct Runtime {
     /// The settings it was started with.
     config: Config,
     /// Fibers by slot; slot 0 is the main fiber. Slots of finished fibers are
@@ -284,7 +137,7 @@ thread_local! {
 /// Runs `f` on this thread's runtime; `None` if there is none (outside
 /// [`run`], or while the thread is exiting).
 #[inline(always)]
-fn with_runtime<R>(f: impl FnOnce(&mut Runtime) -> R) -> Option<R> {
+pub(crate) fn with_runtime<R>(f: impl FnOnce(&mut Runtime) -> R) -> Option<R> {
     RUNTIME
         .try_with(|cell| {
             let mut runtime = cell.try_borrow_mut().ok()?;
@@ -324,6 +177,8 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     }
     overflow::install_handler()?;
     let _alternate_stack = overflow::AltStack::ensure()?;
+    // The thread's own stack: only ASan needs to know it ((0, 0) otherwise).
+    let main_stack = asan::thread_stack();
     // The main fiber's context: alone in the ring, its own neighbour.
     let main_context = Rc::new(Context {
         sp: Cell::new(ptr::null_mut()),
@@ -332,7 +187,8 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
         slot: 0,
         id: 0,
         guard: 0..0,
-        stack_size: 0,
+        stack_bottom: main_stack.0,
+        stack_size: main_stack.1,
     });
     main_context.next.set(Rc::as_ptr(&main_context));
     main_context.prev.store(Rc::as_ptr(&main_context).cast_mut(), Ordering::Relaxed);
@@ -394,66 +250,6 @@ impl Drop for Teardown {
     }
 }
 
-// ANCHOR: yield_now
-/// Lets the next ready fiber run; returns when it is this fiber's turn again.
-/// Does nothing outside a runtime or when no other fiber is ready.
-///
-/// `#[inline(always)]` on purpose: the `call` to the switch then sits in the
-/// caller's own code, which is what keeps the CPU's branch predictors right
-/// (see `arch::x86_64`'s "Why `switch` ends in `jmp`").
-#[inline(always)]
-pub fn yield_now() {
-    if let Some((save, resume)) = prepare_yield() {
-        // SAFETY: `prepare_yield` made our successor in the ring current;
-        // `save` points into our own context's `sp` cell (alive: we are in
-        // the ring), `resume` is the saved stack pointer of a suspended (or
-        // never started) fiber whose stack the runtime keeps mapped. No
-        // reference to a context and no borrow of the runtime is held.
-        unsafe { arch::switch(save, resume) }
-    }
-}
-// ANCHOR_END: yield_now
-
-/// [`yield_now`] through [`arch::switch_naive`], the switch that resumes with
-/// `ret`: the same work, mispredicted. For the bench.
-#[inline(always)]
-pub fn yield_now_naive() {
-    if let Some((save, resume)) = prepare_yield() {
-        // SAFETY: as in `yield_now`; both switches save the same frame layout.
-        unsafe { arch::switch_naive(save, resume) }
-    }
-}
-
-// ANCHOR: next_switch
-/// The bookkeeping half of a yield: move on in the ring and return the two
-/// stack-pointer slots for the switch. `None` outside a runtime or when the
-/// running fiber is alone.
-///
-/// This is the hot path, so it touches nothing but the contexts: one
-/// thread-local load, the successor link, one thread-local store, the
-/// successor's saved stack pointer. No `RefCell` borrow, no slot index to
-/// bounds-check, no `Option` to unwrap (each of those was a load and a
-/// branch on every switch, and some were loads that had to wait for the one
-/// before them).
-#[inline(always)]
-fn prepare_yield() -> Option<(*mut *mut u8, *mut u8)> {
-    with_current(|current| {
-        let next = current.next.get();
-        if ptr::eq(next, current) {
-            return None;
-        }
-        // SAFETY: ring links always point at live contexts owned by the
-        // runtime (see the module docs).
-        let next = unsafe { &*next };
-        set_current(next);
-        // `sp` is a `Cell`: the switch writes our stack pointer into it
-        // through this raw pointer, after every reference here is gone.
-        Some((current.sp.as_ptr(), next.sp.get()))
-    })
-    .flatten()
-}
-// ANCHOR_END: next_switch
-
 // ANCHOR: spawn
 /// Starts a new fiber running `f` on this thread's runtime. It first runs at
 /// the next [`yield_now`] (round robin: after the fibers already ready).
@@ -476,7 +272,7 @@ where
     let task: Rc<dyn Task> = shared.clone();
     let (id, slot, stack_size) = with_runtime(|rt| rt.spawn(task)).ok_or_else(no_runtime)??;
     shared.id.set(id);
-    Ok(JoinHandle { id, slot, stack_size, shared })
+    Ok(JoinHandle::new(id, slot, stack_size, shared))
 }
 // ANCHOR_END: spawn
 
@@ -524,6 +320,7 @@ impl Runtime {
             slot,
             id,
             guard: stack.guard(),
+            stack_bottom: stack.bottom() as usize,
             stack_size: stack.size(),
         });
         // Link it in between the running fiber and its predecessor: it runs
@@ -549,7 +346,7 @@ impl Runtime {
     // ANCHOR: exit
     /// The running fiber has finished: it leaves the ring and becomes the
     /// zombie, and its successor runs. Returns the slots for that last switch.
-    fn prepare_exit(&mut self, panicked: bool) -> Option<(*mut *mut u8, *mut u8)> {
+    fn prepare_exit(&mut self, panicked: bool) -> Option<(*mut *mut u8, *mut u8, (usize, usize))> {
         self.reap(); // an earlier zombie: its stack is not ours, safe to recycle now
         let switch = with_current(|me| {
             if me.slot == 0 || ptr::eq(me.next.get(), me) {
@@ -560,25 +357,28 @@ impl Runtime {
             prev.next.set(next); // unlink: prev <-> next
             next.prev.store(ptr::from_ref(prev).cast_mut(), Ordering::Release);
             set_current(next);
-            Some((me.slot, me.sp.as_ptr(), next.sp.get()))
+            Some((me.slot, me.sp.as_ptr(), next.sp.get(), (next.stack_bottom, next.stack_size)))
         })
         .flatten();
-        let (slot, save, resume) = switch?;
+        let (slot, save, resume, next_stack) = switch?;
         // Our context stays alive (the runtime owns it) until `reap`, which
         // runs on another stack after this last switch.
         self.zombie = Some(slot);
         self.stats.finished += 1;
         self.stats.panicked += u64::from(panicked);
-        Some((save, resume))
+        Some((save, resume, next_stack))
     }
 
     /// Recycles the zombie's stack: measure how much of it was used, zero
     /// that part, and put it on the free list.
-    fn reap(&mut self) {
+    pub(crate) fn reap(&mut self) {
         let Some(slot) = self.zombie.take() else { return };
         let Some(fiber) = self.fibers[slot].take() else { return };
         self.free_slots.push(slot);
         let Some(mut stack) = fiber.stack else { return };
+        // An ASan build: the frames the fiber left poisoned the shadow of its
+        // stack; clean it before the stack is scanned, cleared or reused.
+        asan::unpoison(stack.bottom(), stack.size());
         if self.config.measure_stack_use {
             // SAFETY: the fiber finished and switched away for good (we run on
             // another stack now), so nothing lives on its stack any more.
@@ -614,7 +414,7 @@ impl Runtime {
     /// (returned from `run`, or left over when `main` panicked), so fiber 1
     /// in slot 1 of a later runtime may be a stranger. The address cannot be
     /// reused while the handle lives, since the handle keeps the task alive.
-    fn join_state(&self, task: *const (), slot: usize) -> JoinState {
+    pub(crate) fn join_state(&self, task: *const (), slot: usize) -> JoinState {
         let alive = self.zombie != Some(slot)
             && self
                 .fibers
@@ -630,9 +430,13 @@ impl Runtime {
     }
 }
 
-enum JoinState {
+/// Whether a `join` can still get its fiber's result.
+pub(crate) enum JoinState {
+    /// The fiber is in the ring: yield and ask again.
     Alive,
+    /// The fiber asking is the one it waits for: it would wait forever.
     SelfJoin,
+    /// The fiber is gone without leaving a result (its runtime ended).
     Gone,
 }
 
@@ -640,6 +444,7 @@ enum JoinState {
 /// Where every fiber starts (via `arch::fiber_start`), on its own stack.
 /// It never returns: there is no caller to return to.
 extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
+    asan::finish_switch(ptr::null_mut()); // the first switch to this fiber is done (ASan builds)
     let slot = arg.addr();
     let task = with_runtime(|rt| rt.fibers.get(slot)?.as_ref()?.task.clone()).flatten();
     let mut panicked = false;
@@ -649,12 +454,17 @@ extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
         // of the result): no unwind may leave this function, since above it
         // there is no frame to unwind into, only the 0 return address.
         panicked = panic::catch_unwind(AssertUnwindSafe(|| task.run())).unwrap_or_else(|payload| {
-            mem::forget(payload); // dropping it might panic again
+            // Dropping the payload might panic again: catch that too, and
+            // only that second payload is given up on (leaked, never dropped).
+            if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                mem::forget(again);
+            }
             true
         });
     }
     let switch = with_runtime(|rt| rt.prepare_exit(panicked)).flatten();
-    if let Some((save, resume)) = switch {
+    if let Some((save, resume, (bottom, size))) = switch {
+        asan::start_final_switch(bottom, size); // nothing, unless built for ASan
         // SAFETY: we are finished; the runtime made the next ready fiber
         // current and keeps our stack (as the zombie) mapped until another
         // fiber runs. Nothing resumes the stack pointer saved in `save`.
@@ -669,183 +479,4 @@ extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
 fn abort_with(why: &str) -> ! {
     eprintln!("ch02-green-threads: fatal: {why}");
     std::process::abort()
-}
-
-// ANCHOR: task
-/// A fiber's closure and result, shared by the fiber (as `dyn Task`) and its
-/// [`JoinHandle`] (as `dyn Outcome<T>`): one allocation per spawn.
-struct Shared<F, T> {
-    /// The fiber's id (set right after spawning, before it can run).
-    id: Cell<u64>,
-    /// The closure, until the fiber starts.
-    closure: Cell<Option<F>>,
-    /// The result, from when the fiber finishes until `join` takes it.
-    result: Cell<Option<Result<T, JoinError>>>,
-    /// The fiber has finished (the result may already be taken).
-    finished: Cell<bool>,
-    /// The `JoinHandle` was dropped: nobody will take the result.
-    detached: Cell<bool>,
-    /// The fiber's stack high-water mark, once measured.
-    stack_used: Cell<Option<usize>>,
-}
-
-/// The fiber's side of [`Shared`].
-trait Task {
-    /// Runs the closure, catching a panic, and stores the result. Returns
-    /// whether it panicked.
-    fn run(&self) -> bool;
-    /// Records the measured stack use.
-    fn record_stack_use(&self, bytes: usize);
-}
-
-impl<F: FnOnce() -> T, T> Task for Shared<F, T> {
-    fn run(&self) -> bool {
-        let Some(f) = self.closure.take() else { return false };
-        let (result, payload) = match panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(value) => (Ok(value), None),
-            Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                eprintln!(
-                    "{}",
-                    ch01_os_threads::trace::line(
-                        &format!("fiber {}", self.id.get()),
-                        &format!("panicked: {message} (caught at its entry; the others carry on)")
-                    )
-                );
-                (Err(JoinError::Panicked { fiber: self.id.get(), message }), Some(payload))
-            }
-        };
-        self.finished.set(true);
-        if self.detached.get() {
-            drop(result); // nobody will join: drop it here, on our own stack
-        } else {
-            self.result.set(Some(result));
-        }
-        let panicked = payload.is_some();
-        drop(payload); // last: if this panics, the result is already stored
-        panicked
-    }
-
-    fn record_stack_use(&self, bytes: usize) {
-        self.stack_used.set(Some(bytes));
-    }
-}
-// ANCHOR_END: task
-
-/// The [`JoinHandle`]'s side of [`Shared`].
-trait Outcome<T> {
-    fn take_result(&self) -> Option<Result<T, JoinError>>;
-    fn is_finished(&self) -> bool;
-    fn stack_used(&self) -> Option<usize>;
-    fn detach(&self);
-}
-
-impl<F, T> Outcome<T> for Shared<F, T> {
-    fn take_result(&self) -> Option<Result<T, JoinError>> {
-        self.result.take()
-    }
-
-    fn is_finished(&self) -> bool {
-        self.finished.get()
-    }
-
-    fn stack_used(&self) -> Option<usize> {
-        self.stack_used.get()
-    }
-
-    fn detach(&self) {
-        self.detached.set(true);
-        drop(self.result.take());
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text.to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(a panic payload that is not a string)".to_string()
-    }
-}
-
-// ANCHOR: join
-/// Owned permission to wait for a fiber's result. `!Send`: it belongs to the
-/// thread whose runtime runs the fiber, so this does not compile:
-///
-/// ```compile_fail
-/// use ch02_green_threads::{Config, run, spawn};
-///
-/// run(Config::default(), || {
-///     let handle = spawn(|| 1).unwrap();
-///     // error: `Rc<..>` cannot be sent between threads safely
-///     std::thread::spawn(move || handle.join());
-/// })
-/// .unwrap();
-/// ```
-pub struct JoinHandle<T> {
-    /// The fiber's id.
-    id: u64,
-    /// The fiber's slot in the runtime (with the address of `shared`,
-    /// identifies it).
-    slot: usize,
-    /// Its stack size, for [`FiberStats`].
-    stack_size: usize,
-    /// The result slot shared with the fiber.
-    shared: Rc<dyn Outcome<T>>,
-}
-
-impl<T> JoinHandle<T> {
-    /// The fiber's id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Whether the fiber has finished (returned or panicked).
-    pub fn is_finished(&self) -> bool {
-        self.shared.is_finished()
-    }
-
-    /// Waits for the fiber to finish, yielding to the others meanwhile, and
-    /// returns its closure's value, or the panic that ended it.
-    pub fn join(self) -> Result<T, JoinError> {
-        self.join_with_stats().0
-    }
-
-    /// [`JoinHandle::join`], plus how much stack the fiber used.
-    pub fn join_with_stats(self) -> (Result<T, JoinError>, FiberStats) {
-        let result = loop {
-            if let Some(result) = self.shared.take_result() {
-                break result;
-            }
-            let task = Rc::as_ptr(&self.shared).cast::<()>();
-            let state = with_runtime(|rt| rt.join_state(task, self.slot)).unwrap_or(JoinState::Gone);
-            match state {
-                JoinState::Alive => yield_now(),
-                JoinState::SelfJoin => {
-                    break Err(JoinError::Unfinishable { fiber: self.id, reason: "a green thread cannot join itself" });
-                }
-                JoinState::Gone => {
-                    break Err(JoinError::Unfinishable { fiber: self.id, reason: "it ended without a result" });
-                }
-            }
-        };
-        // The fiber may be the zombie still: recycling it measures its stack.
-        with_runtime(Runtime::reap);
-        let stats = FiberStats { id: self.id, stack_used: self.shared.stack_used(), stack_size: self.stack_size };
-        (result, stats)
-    }
-}
-// ANCHOR_END: join
-
-impl<T> Drop for JoinHandle<T> {
-    fn drop(&mut self) {
-        self.shared.detach();
-    }
-}
-
-impl<T> fmt::Debug for JoinHandle<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("id", &self.id).field("finished", &self.is_finished()).finish()
-    }
 }

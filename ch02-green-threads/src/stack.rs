@@ -31,6 +31,10 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
+use ch01_os_threads::syscall;
+
+use crate::asan;
+
 /// The default usable size of a fiber stack.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
@@ -42,14 +46,6 @@ pub fn page_size() -> usize {
         let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         if size > 0 { size as usize } else { 4096 }
     })
-}
-
-/// Turns the `-1` that failing syscalls return into the `errno` error.
-macro_rules! syscall {
-    ($call:expr) => {{
-        let result = $call;
-        if result == -1 { Err(io::Error::last_os_error()) } else { Ok(result) }
-    }};
 }
 
 // ANCHOR: stack
@@ -100,6 +96,9 @@ impl Stack {
         // fails, dropping `stack` unmaps the whole range again.)
         // SAFETY: the first page of the mapping we just created and own.
         syscall!(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
+        // An ASan build: an earlier stack unmapped at this address may have
+        // left poison in the shadow; this memory is fresh.
+        asan::unpoison(stack.bottom(), stack.size());
         Ok(stack)
     }
     // ANCHOR_END: stack
@@ -122,8 +121,8 @@ impl Stack {
         self.len - page_size()
     }
 
-    /// The lowest usable address.
-    fn bottom(&self) -> *mut u8 {
+    /// The lowest usable address (just above the guard page).
+    pub fn bottom(&self) -> *mut u8 {
         // SAFETY: the guard page is inside our mapping.
         unsafe { self.base.as_ptr().add(page_size()) }
     }
@@ -189,8 +188,13 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // SAFETY: we own this mapping and nothing runs on it any more (the
-        // runtime only drops stacks of finished fibers).
+        // SAFETY: we own this mapping, and the code running now is not on it
+        // (it would be on the stack it is dropping). A context may still be
+        // suspended on it (the bench's and the register test's partners are,
+        // forever): unmapping is sound as long as that context is never
+        // resumed, and resuming one takes `unsafe` `arch::switch`, whose
+        // contract requires its stack to be mapped. The runtime unmaps only
+        // stacks of finished fibers, and leaks those of abandoned ones.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
@@ -254,11 +258,6 @@ impl StackPool {
     /// Stacks on the free list.
     pub fn free(&self) -> usize {
         self.free.len()
-    }
-
-    /// Usable size of each stack.
-    pub fn stack_size(&self) -> usize {
-        self.size
     }
 }
 

@@ -13,14 +13,19 @@ use ch02_green_threads::{Config, run, spawn, yield_now};
 const CHILD: &str = "CH02_OVERFLOW_CHILD";
 
 /// Runs test `name` of this binary as a child with `CHILD=name`, and returns
-/// its signal and stderr.
-fn run_child(name: &str) -> (Option<i32>, String) {
+/// its signal and stderr; `None` under AddressSanitizer, whose own SIGSEGV
+/// handling meets the guard page before ours (the test then says it skipped).
+fn run_child(name: &str) -> Option<(Option<i32>, String)> {
+    if ch02_green_threads::asan::ENABLED {
+        eprintln!("{name}: skipped under AddressSanitizer (it handles the overflow's SIGSEGV itself)");
+        return None;
+    }
     let output = Command::new(std::env::current_exe().expect("test binary path"))
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
         .output()
         .expect("the test binary starts again");
-    (output.status.signal(), String::from_utf8_lossy(&output.stderr).into_owned())
+    Some((output.status.signal(), String::from_utf8_lossy(&output.stderr).into_owned()))
 }
 
 /// Recurses forever, yielding on every level: the call into the switch is the
@@ -41,7 +46,7 @@ fn an_overflow_inside_the_switch_is_reported_for_the_right_fiber() {
         let _ = run(Config::default(), || spawn(|| recurse_and_yield(0)).map(|_| ()));
         return; // not reached: the child dies of the overflow
     }
-    let (signal, stderr) = run_child(name);
+    let Some((signal, stderr)) = run_child(name) else { return };
     assert_eq!(signal, Some(libc::SIGABRT), "stderr:\n{stderr}");
     assert!(stderr.contains("green thread 1 overflowed its 64 KiB stack"), "stderr:\n{stderr}");
 }
@@ -64,7 +69,7 @@ fn an_overflow_of_the_main_fiber_still_gets_rusts_own_report() {
         let _ = overflowing.join();
         return; // not reached
     }
-    let (signal, stderr) = run_child(name);
+    let Some((signal, stderr)) = run_child(name) else { return };
     assert_eq!(signal, Some(libc::SIGABRT), "stderr:\n{stderr}");
     // "thread 'small' (<tid>) has overflowed its stack" (recent Rust prints the id)
     assert!(stderr.contains("thread 'small'") && stderr.contains("has overflowed its stack"), "stderr:\n{stderr}");

@@ -234,7 +234,9 @@ extern "sysv64" fn clobberer(arg: *mut u8) -> ! {
     loop {
         // SAFETY: rbx and rbp are pushed and popped, r12-r15 declared
         // clobbered, our own control words saved and reloaded around the
-        // call; rsp stays 16-byte aligned (two pushes, then 16 bytes). `pair`
+        // call. The call is aligned: Rust enters an `asm!` block that may use
+        // the stack (no `nostack`) with rsp aligned as for a call (16 bytes),
+        // and two pushes plus 16 bytes keep it a multiple of 16. `pair`
         // outlives every switch to us (see the test) and `main` was saved by
         // the switch that resumed us.
         unsafe {

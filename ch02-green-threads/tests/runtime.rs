@@ -133,8 +133,15 @@ fn join_reports_stack_use_when_measuring() -> io::Result<()> {
         Ok((deep.join_with_stats().1, shallow.join_with_stats().1))
     })??;
     let (deep_used, shallow_used) = (deep.stack_used.expect("measured"), shallow.stack_used.expect("measured"));
+    assert!(shallow_used > 0, "shallow {shallow_used} B");
+    if ch02_green_threads::asan::ENABLED {
+        // ASan moves large locals to a "fake stack" on the heap (to catch
+        // use after return), so the array is not on the fiber's stack.
+        eprintln!("deep vs shallow not compared under AddressSanitizer: it keeps the array off the stack");
+        return Ok(());
+    }
     assert!(deep_used >= 16 * 1024, "a 16 KiB array lives on the stack, but only {deep_used} B were used");
-    assert!(shallow_used < deep_used && shallow_used > 0, "shallow {shallow_used} B, deep {deep_used} B");
+    assert!(shallow_used < deep_used, "shallow {shallow_used} B, deep {deep_used} B");
     assert_eq!(deep.stack_size, 64 * 1024);
     Ok(())
 }

@@ -1,282 +1,142 @@
-//! The chapter's measurement: N concurrent delayed requests three ways.
+//! `bench`: N concurrent delayed requests three ways.
 //!
-//! - **epoll**: one thread, our [`client`] on our `Poll`;
+//! - **epoll**: one thread, our `client` on our `Poll`;
 //! - **threads**: chapter 1's way, one OS thread per request, each blocked in
 //!   `ch01_os_threads::client::get`;
-//! - **mio**: one thread, [`mio_client`].
+//! - **mio**: one thread, `mio_client`.
 //!
-//! Each request asks the delay server to wait [`DELAY_MS`]; all are in flight
+//! Each request asks the delay server to wait `--delay-ms`; all are in flight
 //! at once, so the ideal wall time is the delay itself, and what we measure is
 //! the price of waiting for N things at once: wall time, CPU time (user plus
-//! system, of this process only) and memory (peak resident set, and how far
-//! it rose above where the run started).
+//! system, of the client process only) and memory (peak resident set, and how
+//! far it rose above where the run started).
 //!
-//! Processes keep the numbers apart. The server runs in a child process of
-//! its own (the binary's hidden `serve-for-bench`), so its threads, sockets,
-//! CPU time and memory are not mixed into the clients'. And each measured run
-//! is a fresh child process too (`bench-run`): a process keeps memory it has
-//! freed (the allocator holds on to it, glibc caches exited threads' stacks),
-//! so a run measured after another in the same process would carry the
-//! earlier run's memory in its peak.
+//! The server and every measured run are separate processes, through
+//! chapter 1's `bench_kit` (the server in a child process, each run in a
+//! fresh one, one sample line between them).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ch01_os_threads::delay_server::{Config, DelayServer, DemoServer};
-use ch01_os_threads::http;
-use ch01_os_threads::measure::{self, ProcStatus};
+use anyhow::Context;
+use ch01_os_threads::bench_kit::{self, BenchServer, Outcome, Progress, Sample};
 use ch01_os_threads::report::{self, Table};
+use ch01_os_threads::{cli, http, say, sys};
+use ch03_epoll::{client, mio_client};
 
-use crate::{client, mio_client};
-
-/// The hidden subcommand that runs the bench's delay server in a child process.
-pub const SERVE_FOR_BENCH: &str = "serve-for-bench";
-
-/// The hidden subcommand that makes one measured run in a fresh child
-/// process and prints its [`Sample`] as one line (see [`Sample::to_line`]).
-pub const RUN_ONE: &str = "bench-run";
-
-/// How long the server waits before answering each request.
-pub const DELAY_MS: u64 = 500;
-
-/// How many connections the bench's server holds at once: above the largest N.
-pub const SERVER_MAX_CONNECTIONS: usize = 12_000;
+/// How long the server waits before answering each request, by default.
+const DELAY_MS: u64 = 500;
 
 /// Stack of each thread-per-request client thread. The thread only runs a
 /// blocking `connect`/`write`/`read`, so 64 KiB is plenty (std's default is 2 MiB).
-pub const CLIENT_THREAD_STACK: usize = 64 * 1024;
+const CLIENT_THREAD_STACK: usize = 64 * 1024;
 
 /// How long one run may take before its unfinished requests count as failed.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The delay server the bench starts in its child process: chapter 1's
-/// thread-per-connection server, sized for 10 000 connections.
-pub fn server_config() -> Config {
-    Config {
-        max_connections: SERVER_MAX_CONNECTIONS,
-        // A handler parses one request and sleeps; 64 KiB is plenty, and
-        // 10 000 of them reserve 640 MiB of address space instead of 20 GiB.
-        stack_size: 64 * 1024,
-        // Ask for a deep accept queue; the kernel caps it at net.core.somaxconn.
-        backlog: 65_535,
-        idle_timeout: Duration::from_secs(30),
-        ..Config::default()
-    }
-}
-
-/// The hidden [`SERVE_FOR_BENCH`] subcommand: a delay server with `config`,
-/// its address on the first line of stdout, running until stdin closes (the
-/// parent closes it when it is done, or when it dies).
-///
-/// Chapter 4's bench runs its server the same way, through this function.
-pub fn serve_for_bench(config: Config) -> io::Result<()> {
-    crate::raise_open_files_limit()?;
-    let server = DelayServer::start(config)?;
-    println!("{}", server.addr());
-    io::stdout().flush()?;
-    io::stdin().read_to_end(&mut Vec::new())?;
-    server.shutdown()?;
-    Ok(())
-}
-
-/// The bench's delay server in a child process: this same binary, re-run
-/// with [`SERVE_FOR_BENCH`] (its `main` must call [`serve_for_bench`] for
-/// it). A process of its own keeps the server's threads, sockets, CPU time and
-/// memory out of the clients' numbers and limits.
-#[derive(Debug)]
-pub struct ChildServer {
-    /// The child process.
-    process: Child,
-    /// Its stdin: closing it tells the child to shut down.
-    stdin: Option<ChildStdin>,
-    /// Where it listens.
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    /// Starts the child and reads the address it listens on.
-    pub fn start() -> io::Result<ChildServer> {
-        let mut process = Command::new(std::env::current_exe()?)
-            .arg(SERVE_FOR_BENCH)
-            .env_remove(DemoServer::ENV)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdin = process.stdin.take();
-        let mut first_line = String::new();
-        if let Some(stdout) = process.stdout.take() {
-            BufReader::new(stdout).read_line(&mut first_line)?;
-        }
-        let mut child = ChildServer { process, stdin, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
-        child.addr = first_line.trim().parse().map_err(|_| {
-            // `child` drops here: its Drop stops the process.
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the server process printed {first_line:?}, not its address"),
-            )
-        })?;
-        Ok(child)
-    }
-
-    /// Where the child server listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.process.id()
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // end of input: the child shuts its server down
-        // Its shutdown is bounded (grace period 5 s); give it a little more,
-        // then stop it the hard way rather than leave it behind.
-        let give_up = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < give_up {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// Where the bench sends its requests.
-#[derive(Debug, Clone, Copy)]
-pub struct BenchServer {
-    /// The server's address.
-    pub addr: SocketAddr,
-    /// Its connection cap, if we started it (an external one is unknown).
-    pub max_connections: Option<usize>,
-}
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The three ways of waiting for N answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Approach {
+enum Approach {
     /// One thread, our epoll-based client.
     Epoll,
-    /// One blocking OS thread per request (chapter 1).
-    Threads,
     /// One thread, the mio-based client.
     Mio,
+    /// One blocking OS thread per request (chapter 1).
+    Threads,
 }
 
 impl Approach {
     /// The three, in the order the table lists them.
-    pub const ALL: [Approach; 3] = [Approach::Epoll, Approach::Mio, Approach::Threads];
+    const ALL: [Approach; 3] = [Approach::Epoll, Approach::Mio, Approach::Threads];
 
-    /// The short name on the command line (`epoll`, `mio`, `threads`).
-    pub fn id(self) -> &'static str {
+    /// The short name on the `bench-run` command line.
+    fn id(self) -> &'static str {
         match self {
             Approach::Epoll => "epoll",
-            Approach::Threads => "threads",
             Approach::Mio => "mio",
+            Approach::Threads => "threads",
         }
-    }
-
-    /// The approach with this [`id`](Self::id).
-    pub fn from_id(id: &str) -> Option<Approach> {
-        Approach::ALL.into_iter().find(|a| a.id() == id)
     }
 
     /// The name in the table.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Approach::Epoll => "epoll, 1 thread",
-            Approach::Threads => "thread per request",
             Approach::Mio => "mio, 1 thread",
+            Approach::Threads => "thread per request",
         }
     }
 }
 
-/// One run's numbers.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// From the first connect to the last answer.
-    pub wall: Duration,
-    /// CPU time this process used during the run (user + system, all threads).
-    pub cpu: Duration,
-    /// The highest resident set size during the run.
-    pub peak_rss: u64,
-    /// How far the resident set rose above where it was when the run began.
-    pub rss_rise: u64,
-    /// Requests answered `200 OK` with the right body.
-    pub answered: usize,
-    /// The first failure, if any request failed.
-    pub first_error: Option<String>,
-}
-
-impl Sample {
-    /// The sample as one line of text, for a child process to print:
-    /// `wall_ns cpu_ns peak_rss rss_rise answered first_error-or--`.
-    pub fn to_line(&self) -> String {
-        let error = self.first_error.as_deref().unwrap_or("-").replace('\n', " ");
-        format!(
-            "{} {} {} {} {} {error}",
-            self.wall.as_nanos(),
-            self.cpu.as_nanos(),
-            self.peak_rss,
-            self.rss_rise,
-            self.answered
-        )
+/// `bench [--sizes 100,1000] [--delay-ms 500]`: finds or starts a delay
+/// server, runs every approach for every size, prints the table.
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let mut sizes = vec![100, 1_000, 10_000];
+    let mut delay_ms = DELAY_MS;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().with_context(|| format!("{flag} needs a value (see --help)"))?;
+        match flag.as_str() {
+            "--sizes" => {
+                sizes = value
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().with_context(|| format!("--sizes: {n:?} is not a number")))
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            "--delay-ms" => {
+                delay_ms = value.parse().with_context(|| format!("--delay-ms: {value:?} is not a number"))?
+            }
+            _ => return Err(cli::unknown("bench option", flag)),
+        }
     }
-
-    /// Reads back what [`to_line`](Self::to_line) wrote.
-    pub fn from_line(line: &str) -> io::Result<Sample> {
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("not a bench sample: {line:?}"));
-        let mut parts = line.trim().splitn(6, ' ');
-        let mut number = || parts.next().and_then(|p| p.parse::<u64>().ok()).ok_or_else(bad);
-        let (wall, cpu, peak_rss, rss_rise, answered) = (number()?, number()?, number()?, number()?, number()?);
-        let error = parts.next().ok_or_else(bad)?;
-        Ok(Sample {
-            wall: Duration::from_nanos(wall),
-            cpu: Duration::from_nanos(cpu),
-            peak_rss,
-            rss_rise,
-            answered: answered as usize,
-            first_error: (error != "-").then(|| error.to_string()),
-        })
+    let soft = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    say!("bench", "open-file limit (RLIMIT_NOFILE) raised to its hard limit, {soft}, here and in each child");
+    for &n in &sizes {
+        // One socket (one fd) per request, plus a few the process already has open.
+        if n as u64 + 64 > soft {
+            say!("bench", "N = {n} does not fit under that limit: expect failed requests (raise `ulimit -Hn`)");
+        }
     }
+    let server = BenchServer::from_env_or_child().context("starting the bench's delay server")?;
+    say!("bench", "{}", server.describe());
+    println!("\n{}", report::machine());
+    println!("{}", table(&server, &sizes, delay_ms)?);
+    Ok(())
 }
 
 // ANCHOR: run
-/// Sends `n` concurrent requests, each asking the server to wait
-/// `delay_ms`, to `addr` the given way, and measures.
-pub fn run(approach: Approach, addr: SocketAddr, n: usize, delay_ms: u64) -> io::Result<Sample> {
+/// The hidden `bench-run APPROACH N DELAY_MS ADDR`: one measured run in this
+/// (fresh) process, printed as one sample line for the parent.
+pub fn run_one(args: &[String]) -> anyhow::Result<()> {
+    let [approach, n, delay_ms, addr] = args else { anyhow::bail!("usage: bench-run APPROACH N DELAY_MS ADDR") };
+    let approach = Approach::ALL.into_iter().find(|a| a.id() == approach).context("no such approach")?;
+    let n: usize = n.parse().with_context(|| format!("N {n:?}"))?;
+    let delay_ms: u64 = delay_ms.parse().with_context(|| format!("delay {delay_ms:?}"))?;
+    let addr: SocketAddr = addr.parse().with_context(|| format!("address {addr:?}"))?;
+    sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+
     let paths: Vec<String> = (0..n).map(|i| http::path(delay_ms, &format!("r{i}"))).collect();
-    measure::reset_peak_rss()?; // so this run gets its own peak
-    let rss_before = ProcStatus::read()?.resident_bytes;
-    let cpu_before = measure::cpu_time()?;
-    let started = Instant::now();
-
-    let results: Vec<io::Result<String>> = match approach {
-        Approach::Epoll => bodies(client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
-        Approach::Mio => bodies(mio_client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
-        Approach::Threads => one_thread_per_request(addr, &paths),
-    };
-
-    let wall = started.elapsed();
-    let cpu = measure::cpu_time()?.saturating_sub(cpu_before);
-    let peak_rss = ProcStatus::read()?.peak_resident_bytes;
-    let mut answered = 0;
-    let mut first_error = None;
-    for (i, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(body) if body == format!("r{i}") => answered += 1,
-            Ok(body) => first_error = first_error.or(Some(format!("request {i} got the body {body:?}"))),
-            Err(e) => first_error = first_error.or(Some(e.to_string())),
+    let sample = bench_kit::measure_run(|| {
+        let results: Vec<io::Result<String>> = match approach {
+            Approach::Epoll => bodies(client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
+            Approach::Mio => bodies(mio_client::get_all(addr, &paths, RUN_TIMEOUT, |_| {})?),
+            Approach::Threads => one_thread_per_request(addr, &paths),
+        };
+        let mut outcome = Outcome::default();
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(body) if body == format!("r{i}") => outcome.answered += 1,
+                Ok(body) => outcome.first_error = outcome.first_error.or(Some(format!("request {i} got {body:?}"))),
+                Err(e) => outcome.first_error = outcome.first_error.or(Some(e.to_string())),
+            }
         }
-    }
-    Ok(Sample { wall, cpu, peak_rss, rss_rise: peak_rss.saturating_sub(rss_before), answered, first_error })
+        Ok(outcome)
+    })?;
+    bench_kit::print_sample(&sample)?;
+    Ok(())
 }
 // ANCHOR_END: run
 
@@ -314,22 +174,16 @@ fn one_thread_per_request(addr: SocketAddr, paths: &[String]) -> Vec<io::Result<
     results
 }
 
-/// How one measured run is made: `(approach, server, n, delay_ms)`. The
-/// binary runs each in a fresh child process ([`RUN_ONE`]); [`run`] does it
-/// in this process.
-pub type RunOne<'a> = &'a mut dyn FnMut(Approach, SocketAddr, usize, u64) -> io::Result<Sample>;
+/// Five runs where they are cheap, three where a run holds thousands of
+/// sockets (and its wall time depends on which handshakes the server dropped).
+fn runs_for(n: usize) -> usize {
+    if n <= 100 { 5 } else { 3 }
+}
 
 // ANCHOR: table
-/// Runs every approach for every size, each request asking for a
-/// `delay_ms` wait, and returns the table (with notes under it).
-/// `progress` hears about each run as it finishes.
-pub fn table(
-    server: &BenchServer,
-    sizes: &[usize],
-    delay_ms: u64,
-    run_one: RunOne<'_>,
-    mut progress: impl FnMut(&str),
-) -> io::Result<String> {
+/// Runs every approach for every size, each run in a fresh process, and
+/// returns the table with its legend and notes.
+fn table(server: &BenchServer, sizes: &[usize], delay_ms: u64) -> anyhow::Result<String> {
     let mut table = Table::new(&[
         "approach",
         "N",
@@ -342,6 +196,8 @@ pub fn table(
         "listen overflows",
     ]);
     let mut notes = Vec::new();
+    let steps = sizes.iter().map(|&n| runs_for(n) * Approach::ALL.len()).sum();
+    let mut progress = Progress::new(steps);
     for &n in sizes {
         let runs = runs_for(n);
         if let Some(cap) = server.max_connections
@@ -350,27 +206,20 @@ pub fn table(
             notes.push(format!("N = {n} is more than the server's cap of {cap} connections: expect 503s"));
         }
         for approach in Approach::ALL {
-            let mut samples = Vec::with_capacity(runs);
+            let mut samples: Vec<Sample> = Vec::with_capacity(runs);
             let mut drops = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let overflows_before = listen_overflows().unwrap_or(0);
-                let sample = run_one(approach, server.addr, n, delay_ms)?;
-                drops.push(listen_overflows().unwrap_or(0).saturating_sub(overflows_before));
-                progress(&format!(
-                    "{:<18} N={n:<6} wall {:>9}  CPU {:>9}  peak RSS {:>9}  answered {}/{n}  listen overflows {}",
-                    approach.name(),
-                    report::duration(sample.wall),
-                    report::duration(sample.cpu),
-                    report::bytes(sample.peak_rss),
-                    sample.answered,
-                    drops.last().copied().unwrap_or(0),
-                ));
-                samples.push(sample);
+            for run in 1..=runs {
+                progress.start(&format!("{} N={n} run {run}/{runs}", approach.name()));
+                let overflows_before = bench_kit::listen_overflows().unwrap_or(0);
+                let args = [approach.id(), &n.to_string(), &delay_ms.to_string(), &server.addr.to_string()];
+                samples.push(bench_kit::run_in_child(&args.map(String::from))?);
+                drops.push(bench_kit::listen_overflows().unwrap_or(0).saturating_sub(overflows_before));
+                progress.finish_step();
             }
             let median =
                 |f: fn(&Sample) -> u128| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
-            let fewest_answered = samples.iter().map(|s| s.answered).min().unwrap_or(0);
-            if let Some(error) = samples.iter().find_map(|s| s.first_error.clone()) {
+            let fewest_answered = samples.iter().map(|s| s.outcome.answered).min().unwrap_or(0);
+            if let Some(error) = samples.iter().find_map(|s| s.outcome.first_error.clone()) {
                 notes.push(format!("{} at N = {n}: {error}", approach.name()));
             }
             if let Some(&most) = drops.iter().max()
@@ -396,90 +245,20 @@ pub fn table(
             ]);
         }
     }
-    let mut out = format!(
-        "Each request waits {delay_ms} ms at the server; all N are in flight at once. Every run is a fresh process.\n\
-         wall, CPU time (the client process: user + system), peak RSS and RSS rise (peak minus the RSS when the\n\
-         run began) are medians over `runs`; \"answered\" is the worst run.\n\
-         \"listen overflows\" (TcpExt ListenOverflows, whole machine) counts handshake packets dropped because\n\
-         the server's accept queue was full: a SYN (the client's kernel sends it again 1 s later, then 3 s,\n\
-         7 s after the first try) or the handshake's last ACK (the client's connect() already returned; the\n\
-         server's kernel resends its SYN-ACK after 1 s). One connection can be counted more than once.\n\n{table}"
+    drop(progress);
+    let legend = format!(
+        "Each request waits {delay_ms} ms at the server; all N are in flight at once; every run is a fresh \
+         process. wall, CPU time (the client process: user + system), peak RSS and RSS rise (peak minus the \
+         RSS when the run began) are medians over `runs`; \"answered\" is the worst run. \"listen overflows\" \
+         (TcpExt ListenOverflows, whole machine) counts handshake packets dropped because the server's accept \
+         queue was full: a SYN (the client's kernel sends it again 1 s later, then 3 s, 7 s after the first \
+         try) or the handshake's last ACK (the client's connect() already returned; the server's kernel resends \
+         its SYN-ACK after 1 s). One connection can be counted more than once."
     );
+    let mut out = format!("{}\n{table}", report::wrap(&legend, 100, ""));
     for note in notes {
-        out.push_str(&format!("note: {note}\n"));
+        out.push_str(&report::wrap(&format!("note: {note}"), 100, "      "));
     }
     Ok(out)
 }
 // ANCHOR_END: table
-
-/// How many handshake packets were dropped because a listener's accept
-/// queue was full (`TcpExt: ListenOverflows` in `/proc/net/netstat`, for the
-/// whole network namespace since boot).
-///
-/// The kernel counts two cases: a SYN dropped on arrival (`tcp_conn_request`
-/// in `net/ipv4/tcp_input.c`; the client's kernel sends it again after 1 s,
-/// then 3 s, 7 s after the first try) and the handshake's last ACK dropped
-/// (`tcp_v4_syn_recv_sock` in `net/ipv4/tcp_ipv4.c`; the client's `connect`
-/// has already returned, and the server's kernel resends its SYN-ACK after
-/// 1 s). So it counts packets, not connections: one slow connection can
-/// add several.
-pub fn listen_overflows() -> io::Result<u64> {
-    let text = std::fs::read_to_string("/proc/net/netstat")?;
-    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (tcp_ext.next(), tcp_ext.next());
-    let missing = || io::Error::new(io::ErrorKind::InvalidData, "no TcpExt ListenOverflows in /proc/net/netstat");
-    let (names, values) = names.zip(values).ok_or_else(missing)?;
-    let index = names.split_whitespace().position(|name| name == "ListenOverflows").ok_or_else(missing)?;
-    values.split_whitespace().nth(index).and_then(|v| v.parse().ok()).ok_or_else(missing)
-}
-
-/// Five runs where they are cheap, three where a run holds thousands of
-/// sockets (and its wall time depends on which handshakes the server dropped).
-pub fn runs_for(n: usize) -> usize {
-    match n {
-        0..=100 => 5,
-        _ => 3,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ch01_os_threads::delay_server::DelayServer;
-
-    #[test]
-    fn a_sample_survives_the_trip_through_a_line() -> io::Result<()> {
-        let sample = Sample {
-            wall: Duration::from_millis(512),
-            cpu: Duration::from_micros(4_880),
-            peak_rss: 2_600_000,
-            rss_rise: 4096,
-            answered: 99,
-            first_error: Some("GET /1/x from 127.0.0.1:9: refused".into()),
-        };
-        let back = Sample::from_line(&sample.to_line())?;
-        assert_eq!(format!("{back:?}"), format!("{sample:?}"));
-        let clean = Sample { first_error: None, ..sample };
-        assert_eq!(Sample::from_line(&clean.to_line())?.first_error, None);
-        assert!(Sample::from_line("12 nonsense").is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn the_listen_overflow_counter_is_readable() {
-        assert!(listen_overflows().is_ok());
-    }
-
-    #[test]
-    fn every_approach_answers_every_request() -> io::Result<()> {
-        let server = DelayServer::start(Config::default())?;
-        for approach in Approach::ALL {
-            let sample = run(approach, server.addr(), 20, 10)?;
-            assert_eq!(sample.answered, 20, "{}: {:?}", approach.name(), sample.first_error);
-            assert!(sample.first_error.is_none());
-            assert!(sample.peak_rss > 0);
-        }
-        server.shutdown()?;
-        Ok(())
-    }
-}

@@ -19,9 +19,15 @@ use std::time::{Duration, Instant};
 
 use ch01_os_threads::client::connect_error;
 use ch01_os_threads::http::Response;
+use ch01_os_threads::syscall;
 
 use crate::http_get::{self, HttpGet, Step, StepOutcome};
 use crate::poll::{Events, Interest, Poll, Token};
+
+/// What every socket is registered for, once: readable and writable,
+/// edge-triggered, and told when the peer stops sending. The first writable
+/// edge says "connected", readable edges say "data arrived".
+pub const INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE).add(Interest::EDGE).add(Interest::RDHUP);
 
 // ANCHOR: get_all
 /// `GET` every path from the server at `addr`, all at once, on this thread.
@@ -48,12 +54,10 @@ pub fn get_all(
     let mut unfinished = 0;
 
     for (i, path) in paths.iter().enumerate() {
-        // Edge-triggered, for reading and writing, registered once: the first
-        // writable edge says "connected", readable edges say "data arrived".
-        let interest = Interest::READABLE | Interest::WRITABLE | Interest::EDGE | Interest::RDHUP;
+        // Registered once, for everything this request will wait for (INTEREST).
         let started = connect_nonblocking(addr)
             .map_err(|e| connect_error(addr, e))
-            .and_then(|stream| poll.registry().register(&stream, Token(i), interest).map(|()| stream));
+            .and_then(|stream| poll.registry().register(&stream, Token(i), INTEREST).map(|()| stream));
         match started {
             Ok(stream) => {
                 requests.push(Some(HttpGet::new(stream, addr, path)));

@@ -7,30 +7,32 @@
 //!
 //! 1. one `write` syscall made three ways: inline assembly, `libc`, and a
 //!    hand-declared `extern "C"` function;
-//! 2. ten requests with descending delays on ONE thread, registered with
+//! 2. requests with descending delays on ONE thread, registered with
 //!    epoll edge-triggered and answered out of order as the events arrive
 //!    (token, flags and bytes of every event);
 //! 3. level- vs edge-triggered side by side, with a reader that does not
 //!    drain the buffer;
 //! 4. `EPOLLONESHOT`, which needs re-arming after every event;
 //! 5. a regular file, which epoll refuses: not all I/O blocks;
-//! 6. the same ten requests through mio.
+//! 6. the same requests through mio.
 //!
 //! Other commands: `bench` (one epoll thread vs one thread per request vs
 //! mio; use `--release`), `--help`.
+
+mod bench;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ch01_os_threads::delay_server::{Config, DemoServer};
-use ch01_os_threads::{http, report, say, trace};
-use ch03_epoll::bench::{self, BenchServer, ChildServer};
+use ch01_os_threads::trace::section;
+use ch01_os_threads::{bench_kit, cli, http, say, trace};
 use ch03_epoll::http_get::{Step, StepOutcome};
 use ch03_epoll::poll::{Events, Interest, Poll, Token};
 use ch03_epoll::{client, mio_client, syscall};
@@ -39,17 +41,21 @@ const HELP: &str = "\
 ch03-epoll: syscalls and the OS event queue, from raw epoll to mio
 
 USAGE:
-    cargo run -p ch03-epoll                      the guided demo
-    cargo run --release -p ch03-epoll -- bench   N concurrent requests: one epoll thread
-                                                 vs one thread per request vs mio
-    cargo run -p ch03-epoll -- --help            this text
+    cargo run -p ch03-epoll [-- COMMAND]
+
+COMMANDS:
+    (none)     the guided demo: one syscall three ways, many requests on one
+               thread with epoll, level vs edge, oneshot, a regular file, mio
+    bench      N concurrent requests: one epoll thread vs one thread per
+               request vs mio (use --release; options below)
+    --help     this text
 
 BENCH OPTIONS:
     --sizes 100,1000     which N to run (default 100,1000,10000)
     --delay-ms 500       how long the server waits before each answer (default 500)
 
 ENVIRONMENT:
-    DELAY_SERVER=host:port   use that delay server instead of starting one
+    DELAY_SERVER=host:port   use that delay server instead of an embedded one
                              (the demo and the bench)
 ";
 
@@ -60,19 +66,23 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
 /// enough to be sure nothing is coming, short enough not to bore anyone.
 const NOTHING_COMES: Duration = Duration::from_millis(100);
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     trace::start();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    cli::exit_code(run(std::env::args().skip(1).collect()))
+}
+
+fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
-        Some("bench") => run_bench(&args[1..]),
-        Some(bench::SERVE_FOR_BENCH) => Ok(bench::serve_for_bench(bench::server_config())?),
-        Some(bench::RUN_ONE) => bench_run_one(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
+        // Hidden: the bench runs this binary again for its server and its runs.
+        Some(bench_kit::SERVE) => Ok(bench_kit::serve_delay_server()?),
+        Some(bench_kit::RUN) => bench::run_one(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
             Ok(())
         }
-        Some(other) => bail!("unknown command {other:?}\n\n{HELP}"),
+        Some(other) => Err(cli::unknown("command", other)),
     }
 }
 
@@ -80,27 +90,27 @@ fn demo() -> anyhow::Result<()> {
     let server = DemoServer::from_env_or_start(Config::default()).context("starting the delay server")?;
     say!("main", "{}", server.describe());
 
-    println!("\n--- 1. one syscall, write(1, ...), three ways ---");
+    section(1, &format!("one syscall, write(1, ...), {} ways", syscall::WAYS.len()));
     three_writes().context("writing to stdout")?;
 
-    println!("\n--- 2. ten requests, one thread, epoll (edge-triggered) ---");
-    let paths = ten_paths();
+    let paths = demo_paths();
+    section(2, &format!("{} requests, one thread, epoll", paths.len()));
     // (The closures only turn each generic `get_all` into the one `GetAll` type.)
-    let epoll_order = ten_requests(server.addr(), &paths, "epoll", |addr, paths, timeout, observe| {
+    let epoll_order = many_requests(server.addr(), &paths, "epoll", |addr, paths, timeout, observe| {
         client::get_all(addr, paths, timeout, observe)
     })?;
 
-    println!("\n--- 3. level- vs edge-triggered, reader takes 2 bytes per event ---");
+    section(3, &format!("level- vs edge-triggered, reader takes {TAKE} bytes per event"));
     level_vs_edge().context("level vs edge")?;
 
-    println!("\n--- 4. EPOLLONESHOT: one event, then re-arm ---");
+    section(4, "EPOLLONESHOT: one event, then re-arm");
     oneshot().context("oneshot")?;
 
-    println!("\n--- 5. a regular file ---");
+    section(5, "a regular file");
     regular_file().context("regular file")?;
 
-    println!("\n--- 6. the same ten requests through mio ---");
-    let mio_order = ten_requests(server.addr(), &paths, "mio", |addr, paths, timeout, observe| {
+    section(6, &format!("the same {} requests through mio", paths.len()));
+    let mio_order = many_requests(server.addr(), &paths, "mio", |addr, paths, timeout, observe| {
         mio_client::get_all(addr, paths, timeout, observe)
     })?;
     if mio_order == epoll_order {
@@ -132,12 +142,12 @@ fn three_writes() -> io::Result<()> {
 }
 // ANCHOR_END: three_writes
 
-/// The delays of section 2's ten requests: 500, 450, ..., 50 ms, asked for
-/// in that order, so they are answered in the reverse order.
-const DELAYS_MS: [u64; 10] = [500, 450, 400, 350, 300, 250, 200, 150, 100, 50];
+/// The delays of section 2's requests: 500, 450, ..., 50 ms, asked for in
+/// that order, so they are answered in the reverse order.
+const DELAYS_MS: &[u64] = &[500, 450, 400, 350, 300, 250, 200, 150, 100, 50];
 
 /// Request `i` asks for `DELAYS_MS[i]` and the body `answer i`.
-fn ten_paths() -> Vec<String> {
+fn demo_paths() -> Vec<String> {
     DELAYS_MS.iter().enumerate().map(|(i, &delay)| http::path(delay, &format!("answer {i}"))).collect()
 }
 
@@ -146,12 +156,13 @@ type GetAll = fn(SocketAddr, &[String], Duration, &mut dyn FnMut(&Step)) -> io::
 
 /// Sections 2 and 6: runs one of the clients, printing every event it
 /// handles. Returns the order in which the answers came.
-fn ten_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: GetAll) -> anyhow::Result<Vec<usize>> {
+fn many_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: GetAll) -> anyhow::Result<Vec<usize>> {
+    // The interest each client really registers, from its own constant.
     if component == "epoll" {
-        let interest = Interest::READABLE | Interest::WRITABLE | Interest::EDGE | Interest::RDHUP;
-        say!("main", "every socket is registered once, token = request number, interest {interest}");
+        say!("main", "every socket is registered once, token = request number, interest {}", client::INTEREST);
     } else {
-        say!("main", "mio registers READABLE | WRITABLE, always edge-triggered; its events speak portable words");
+        let interest = mio_client::INTEREST;
+        say!("main", "mio registers {interest:?}, always edge-triggered; its events speak portable words");
     }
     let started = Instant::now();
     let mut order = Vec::new();
@@ -187,11 +198,18 @@ fn ten_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: Ge
 }
 
 // ANCHOR: level_vs_edge
-/// Section 3: the same 10 bytes sent to two sockets, one registered
-/// level-triggered, one edge-triggered. Each event, the reader takes only 2.
+/// How many bytes section 3 sends to each socket.
+const SENT: &[u8] = b"0123456789";
+/// How many bytes section 3's reader takes per event.
+const TAKE: usize = 2;
+
+/// Section 3: the same bytes sent to two sockets, one registered
+/// level-triggered, one edge-triggered. Each event, the reader takes only
+/// [`TAKE`] of them.
 fn level_vs_edge() -> io::Result<()> {
     const LEVEL: Token = Token(0);
     const EDGE: Token = Token(1);
+    const ROUNDS: usize = 3;
     let mut poll = Poll::new()?;
     let (mut level_writer, mut level_reader) = UnixStream::pair()?;
     let (mut edge_writer, mut edge_reader) = UnixStream::pair()?;
@@ -199,33 +217,39 @@ fn level_vs_edge() -> io::Result<()> {
     edge_reader.set_nonblocking(true)?;
     poll.registry().register(&level_reader, LEVEL, Interest::READABLE)?;
     poll.registry().register(&edge_reader, EDGE, Interest::READABLE | Interest::EDGE)?;
-    say!("main", "token 0 level: {}", Interest::READABLE);
-    say!("main", "token 1 edge:  {}", Interest::READABLE | Interest::EDGE);
+    say!("main", "token {} level: {}", LEVEL.0, Interest::READABLE);
+    say!("main", "token {} edge:  {}", EDGE.0, Interest::READABLE | Interest::EDGE);
 
-    level_writer.write_all(b"0123456789")?;
-    edge_writer.write_all(b"0123456789")?;
-    let mut unread = [10usize, 10];
+    level_writer.write_all(SENT)?;
+    edge_writer.write_all(SENT)?;
+    let mut unread = [SENT.len(), SENT.len()];
+    let mut reports = [0, 0];
     let mut events = Events::with_capacity(4);
-    for round in 1..=3 {
+    for round in 1..=ROUNDS {
         poll.poll(&mut events, Some(NOTHING_COMES))?;
         let mut reported = [false, false];
         for event in events.iter() {
             let Token(i) = event.token();
             reported[i] = true;
+            reports[i] += 1;
             let reader = if event.token() == LEVEL { &mut level_reader } else { &mut edge_reader };
-            let mut two = [0u8; 2];
-            reader.read_exact(&mut two)?; // deliberately NOT draining
-            unread[i] -= 2;
-            say!("epoll", "round {round}: token {i} {}  read 2 bytes, {} left", event.flags().names(), unread[i]);
+            let mut some = vec![0u8; TAKE.min(unread[i])];
+            reader.read_exact(&mut some)?; // deliberately NOT draining
+            unread[i] -= some.len();
+            let flags = event.flags().names();
+            say!("epoll", "round {round}: token {i} {flags}  read {} bytes, {} left", some.len(), unread[i]);
         }
-        if !reported[1] {
-            say!("epoll", "round {round}: token 1 silent, {} bytes unread: no new edge, no event", unread[1]);
+        for (i, token) in [LEVEL, EDGE].into_iter().enumerate() {
+            if !reported[i] {
+                say!("epoll", "round {round}: token {} silent, {} bytes unread: no event", token.0, unread[i]);
+            }
         }
     }
-    say!("main", "level-triggered reports again while data remains; edge-triggered reported once");
+    let [level, edge] = reports;
+    say!("main", "in {ROUNDS} rounds, level-triggered reported {level} time(s), edge-triggered {edge}");
 
     // Without the level-triggered socket to wake us, the edge-triggered
-    // reader sleeps with 8 bytes in its buffer: only the timeout ends it.
+    // reader sleeps with bytes in its buffer: only the timeout ends it.
     poll.registry().deregister(&level_reader)?;
     let started = Instant::now();
     poll.poll(&mut events, Some(NOTHING_COMES))?;
@@ -262,9 +286,10 @@ fn level_vs_edge() -> io::Result<()> {
 fn oneshot() -> io::Result<()> {
     let mut poll = Poll::new()?;
     let (mut writer, reader) = UnixStream::pair()?;
+    const TOKEN: Token = Token(7);
     let interest = Interest::READABLE | Interest::ONESHOT;
-    poll.registry().register(&reader, Token(7), interest)?;
-    say!("main", "token 7 registered with {interest}");
+    poll.registry().register(&reader, TOKEN, interest)?;
+    say!("main", "token {} registered with {interest}", TOKEN.0);
     let mut events = Events::with_capacity(4);
 
     writer.write_all(b"ping")?;
@@ -273,9 +298,10 @@ fn oneshot() -> io::Result<()> {
 
     writer.write_all(b"ping")?;
     poll.poll(&mut events, Some(NOTHING_COMES))?;
-    say!("epoll", "after the 2nd write: {} event(s): disarmed, data waits unreported", events.len());
+    let meaning = if events.is_empty() { "disarmed, data waits unreported" } else { "still armed" };
+    say!("epoll", "after the 2nd write: {} event(s): {meaning}", events.len());
 
-    poll.registry().reregister(&reader, Token(7), interest)?;
+    poll.registry().reregister(&reader, TOKEN, interest)?;
     poll.poll(&mut events, Some(NOTHING_COMES))?;
     say!("epoll", "after reregister:    {} event(s) {:?}", events.len(), events);
     Ok(())
@@ -308,94 +334,3 @@ fn regular_file() -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: regular_file
-
-/// `bench`: starts (or finds) a delay server big enough, then measures.
-fn run_bench(args: &[String]) -> anyhow::Result<()> {
-    let mut sizes = vec![100, 1_000, 10_000];
-    let mut delay_ms = bench::DELAY_MS;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next().with_context(|| format!("{flag} needs a value\n\n{HELP}"))?;
-        match flag.as_str() {
-            "--sizes" => {
-                sizes = value
-                    .split(',')
-                    .map(|n| n.trim().parse::<usize>().with_context(|| format!("--sizes: {n:?} is not a number")))
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            "--delay-ms" => {
-                delay_ms = value.parse().with_context(|| format!("--delay-ms: {value:?} is not a number"))?
-            }
-            _ => bail!("unknown bench option {flag:?}\n\n{HELP}"),
-        }
-    }
-    let soft = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    say!(
-        "bench",
-        "open-file limit (RLIMIT_NOFILE) soft limit raised to the hard limit, {soft}, here and in each child"
-    );
-    for &n in &sizes {
-        // One socket (one fd) per request, plus a few the process already has open.
-        if n as u64 + 64 > soft {
-            say!("bench", "N = {n} does not fit under that limit: expect failed requests (raise `ulimit -Hn`)");
-        }
-    }
-
-    // The server runs in a child process (this same binary, re-executed), so
-    // its threads and sockets do not count against the clients' limits and
-    // its CPU time and memory do not show up in the clients' numbers.
-    let external = std::env::var(DemoServer::ENV).ok().filter(|v| !v.trim().is_empty());
-    let child;
-    let server = match external {
-        Some(value) => {
-            let addr: SocketAddr = value.trim().parse().with_context(|| format!("{}={value:?}", DemoServer::ENV))?;
-            say!("bench", "using the delay server at {addr} (from {})", DemoServer::ENV);
-            BenchServer { addr, max_connections: None }
-        }
-        None => {
-            child = ChildServer::start().context("starting the delay server in a child process")?;
-            say!("bench", "delay server in child process {} at {}", child.id(), child.addr());
-            BenchServer { addr: child.addr(), max_connections: Some(bench::SERVER_MAX_CONNECTIONS) }
-        }
-    };
-    println!();
-    println!("{}", report::machine());
-    let table = bench::table(&server, &sizes, delay_ms, &mut run_in_child, |line| say!("bench", "{line}"))
-        .context("running the bench")?;
-    println!("{table}");
-    Ok(())
-}
-
-/// One measured run in a fresh process of its own, so that its peak RSS and
-/// CPU time are its own and nothing an earlier run left behind (freed memory
-/// the allocator keeps, cached thread stacks) is counted.
-fn run_in_child(approach: bench::Approach, addr: SocketAddr, n: usize, delay_ms: u64) -> io::Result<bench::Sample> {
-    let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
-        .args([bench::RUN_ONE, approach.id(), &n.to_string(), &delay_ms.to_string(), &addr.to_string()])
-        .stderr(Stdio::inherit())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(io::Error::other(format!(
-            "the {} run for N = {n} failed ({}): {stdout}",
-            approach.id(),
-            output.status
-        )));
-    }
-    bench::Sample::from_line(stdout.lines().last().unwrap_or_default())
-}
-
-/// The hidden `bench-run APPROACH N DELAY_MS ADDR` subcommand: one run,
-/// printed as one line for the parent to read.
-fn bench_run_one(args: &[String]) -> anyhow::Result<()> {
-    let [approach, n, delay_ms, addr] = args else { bail!("usage: {} APPROACH N DELAY_MS ADDR", bench::RUN_ONE) };
-    let approach = bench::Approach::from_id(approach).with_context(|| format!("no approach {approach:?}"))?;
-    let n: usize = n.parse().with_context(|| format!("N {n:?}"))?;
-    let delay_ms: u64 = delay_ms.parse().with_context(|| format!("delay {delay_ms:?}"))?;
-    let addr: SocketAddr = addr.parse().with_context(|| format!("address {addr:?}"))?;
-    ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    let sample = bench::run(approach, addr, n, delay_ms).context("the measured run")?;
-    println!("{}", sample.to_line());
-    Ok(())
-}

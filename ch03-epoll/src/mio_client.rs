@@ -27,6 +27,10 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::http_get::{self, HttpGet, Step, StepOutcome};
 
+/// What every socket is registered for: readable and writable (mio is
+/// always edge-triggered, and always reports the peer closing).
+pub const INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
 // ANCHOR: get_all
 /// `GET` every path from the server at `addr`, all at once, on this thread,
 /// with mio. Same contract as [`client::get_all`](crate::client::get_all).
@@ -46,7 +50,7 @@ pub fn get_all(
     for (i, path) in paths.iter().enumerate() {
         // mio starts the connect without waiting, and is edge-triggered.
         let started = TcpStream::connect(addr).map_err(|e| connect_error(addr, e)).and_then(|mut stream| {
-            poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            poll.registry().register(&mut stream, Token(i), INTEREST)?;
             Ok(stream)
         });
         match started {

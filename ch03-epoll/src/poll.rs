@@ -46,6 +46,8 @@ use std::ops::{BitOr, BitOrAssign};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use ch01_os_threads::syscall;
+
 /// A number we choose when registering a source; every [`Event`] for that
 /// source carries it back.
 ///
@@ -108,6 +110,12 @@ impl Interest {
     /// The raw bits, as `epoll_ctl` takes them.
     pub const fn bits(self) -> u32 {
         self.0
+    }
+
+    /// `self` and `other` together: `|` for constants (`const` code cannot
+    /// call the `BitOr` operator), as mio's `Interest::add`.
+    pub const fn add(self, other: Interest) -> Interest {
+        Interest(self.0 | other.0)
     }
 
     /// Whether every bit set in `other` is also set in `self`.
@@ -400,11 +408,6 @@ impl Events {
     pub fn capacity(&self) -> usize {
         self.list.capacity()
     }
-
-    /// Forgets the reported events (the next [`Poll::poll`] does this too).
-    pub fn clear(&mut self) {
-        self.list.clear();
-    }
 }
 
 impl fmt::Debug for Events {
@@ -526,6 +529,7 @@ mod tests {
         let mut grown = Interest::READABLE;
         grown |= Interest::EDGE;
         assert_eq!(grown, Interest::READABLE | Interest::EDGE);
+        assert_eq!(Interest::READABLE.add(Interest::EDGE), grown);
     }
 
     #[test]

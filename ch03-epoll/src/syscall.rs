@@ -22,6 +22,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use ch01_os_threads::syscall;
+
 /// The shape all three share: write `bytes` to `fd`, get the count back.
 pub type WriteFn = fn(BorrowedFd<'_>, &[u8]) -> io::Result<usize>;
 
@@ -113,8 +115,9 @@ pub fn write_libc(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe the `bytes` slice, valid and
     // only read during the call; `fd` is open for the call's duration.
     let written = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-    // The C convention: -1 means "failed, the reason is in errno".
-    if written == -1 { Err(io::Error::last_os_error()) } else { Ok(written as usize) }
+    // The C convention: -1 means "failed, the reason is in errno"; chapter
+    // 1's `syscall!` turns that into an `io::Result`.
+    Ok(syscall!(written)? as usize)
 }
 // ANCHOR_END: libc
 
@@ -138,7 +141,7 @@ pub fn write_ffi(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     // void *, size_t) -> ssize_t on Linux; the pointer and length describe the
     // `bytes` slice, valid and only read during the call; `fd` is open.
     let written = unsafe { ffi::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-    if written == -1 { Err(io::Error::last_os_error()) } else { Ok(written as usize) }
+    Ok(syscall!(written)? as usize)
 }
 // ANCHOR_END: ffi
 

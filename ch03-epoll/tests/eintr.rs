@@ -44,9 +44,7 @@ fn install_handler() -> io::Result<()> {
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
     // SAFETY: `action` is fully initialised and the handler only does an
     // async-signal-safe atomic add; passing null for the old action is allowed.
-    if unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    ch01_os_threads::syscall!(unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) })?;
     Ok(())
 }
 

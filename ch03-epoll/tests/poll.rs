@@ -201,7 +201,7 @@ fn writable_is_reported_for_an_empty_send_buffer() -> io::Result<()> {
 #[test]
 fn a_thousand_sockets_are_all_answered() -> io::Result<()> {
     // 2 000 fds: more than the usual default soft limit of 1 024.
-    ch03_epoll::raise_open_files_limit()?;
+    ch01_os_threads::sys::raise_open_files_limit()?;
     const N: usize = 1_000;
     let mut poll = Poll::new()?;
     let mut pairs = Vec::with_capacity(N);

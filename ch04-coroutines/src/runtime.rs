@@ -94,6 +94,12 @@ pub fn register(source: &impl AsRawFd, interest: Interest, component: &str) -> i
     })
 }
 
+/// How many sockets the running executor's event queue watches right now
+/// (tests use it to see a cancelled future deregister).
+pub fn registered() -> io::Result<usize> {
+    with_reactor(|reactor| Ok(reactor.owners.len()))
+}
+
 /// Stops watching `source` and forgets which task `token` belonged to.
 pub fn deregister(source: &impl AsRawFd, token: Token) -> io::Result<()> {
     with_reactor(|reactor| {

@@ -26,6 +26,8 @@ struct ProbeCounts {
     polls: Cell<usize>,
     /// Polls that came after the future had returned `Ready` (a bug).
     polls_after_ready: Cell<usize>,
+    /// Futures using this probe that were dropped (finished or cancelled).
+    drops: Cell<usize>,
     /// Names of the futures that finished, in the order they finished.
     completed: RefCell<Vec<String>>,
 }
@@ -49,6 +51,16 @@ impl Probe {
     /// The futures that finished, in completion order.
     pub fn completed(&self) -> Vec<String> {
         self.inner.completed.borrow().clone()
+    }
+
+    /// Futures using this probe that were dropped so far, finished or not:
+    /// a future dropped before `Ready` was cancelled.
+    pub fn drops(&self) -> usize {
+        self.inner.drops.get()
+    }
+
+    fn count_drop(&self) {
+        self.inner.drops.set(self.inner.drops.get() + 1);
     }
 }
 
@@ -88,6 +100,52 @@ impl<T> Future for Countdown<T> {
         }
         counts.completed.borrow_mut().push(self.name.clone());
         PollState::Ready(self.output.take().expect("checked above"))
+    }
+}
+
+impl<T> Drop for Countdown<T> {
+    fn drop(&mut self) {
+        self.probe.count_drop();
+    }
+}
+
+/// Any future, counted: its polls and its drop go to a [`Probe`], and its
+/// name to [`Probe::completed`] when it finishes. For futures this module
+/// did not write (an [`HttpGetFuture`](crate::http::HttpGetFuture), say).
+#[derive(Debug)]
+pub struct Tracked<F> {
+    /// Its name in [`Probe::completed`].
+    name: String,
+    /// The future being counted.
+    future: F,
+    /// Where the counts go.
+    probe: Probe,
+}
+
+impl<F> Tracked<F> {
+    /// Counts the polls and the drop of `future` in `probe`.
+    pub fn new(name: &str, future: F, probe: &Probe) -> Tracked<F> {
+        Tracked { name: name.to_string(), future, probe: probe.clone() }
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(&mut self) -> PollState<F::Output> {
+        let counts = &self.probe.inner;
+        counts.polls.set(counts.polls.get() + 1);
+        let state = self.future.poll();
+        if matches!(state, PollState::Ready(_)) {
+            counts.completed.borrow_mut().push(self.name.clone());
+        }
+        state
+    }
+}
+
+impl<F> Drop for Tracked<F> {
+    fn drop(&mut self) {
+        self.probe.count_drop();
     }
 }
 

@@ -16,7 +16,8 @@ use ch04_coroutines::coroutine::{FetchThree, run_async_fn, run_state_machine};
 use ch04_coroutines::future::{Future, PollState, ready};
 use ch04_coroutines::http::{Fetch, Http, HttpGetFuture};
 use ch04_coroutines::log::Log;
-use ch04_coroutines::runtime::Executor;
+use ch04_coroutines::runtime::{self, Executor};
+use ch04_coroutines::testing::{Probe, Tracked};
 
 fn server() -> io::Result<DelayServer> {
     DelayServer::start(Config::default())
@@ -103,18 +104,53 @@ fn fifty_tasks_of_two_gets_each_all_finish_no_event_lost() -> io::Result<()> {
     Ok(())
 }
 
+/// A server for `order.len()` connections that answers them in `order`
+/// (by message), one at a time: it writes one answer, then waits for that
+/// client to close before it writes the next. So the order in which the
+/// client finishes is decided by cause, not by delays and a clock.
+fn answering_in_order(order: &'static [&'static str]) -> io::Result<(SocketAddr, thread::JoinHandle<io::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let handle = thread::spawn(move || {
+        let mut waiting = Vec::new();
+        for _ in order {
+            let (mut stream, _) = listener.accept()?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while http::find_head_end(&head).is_none() && stream.read(&mut byte)? == 1 {
+                head.push(byte[0]);
+            }
+            // "GET /<delay>/<message> HTTP/1.1": the message is the path's last segment.
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+            let message = line.split(' ').nth(1).and_then(|path| path.rsplit('/').next()).unwrap_or_default();
+            waiting.push((message.to_string(), stream));
+        }
+        for &message in order {
+            let index = waiting.iter().position(|(m, _)| m == message).ok_or_else(|| io::Error::other(message))?;
+            let (_, mut stream) = waiting.remove(index);
+            let body = message.as_bytes();
+            stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())?;
+            stream.write_all(body)?;
+            stream.shutdown(std::net::Shutdown::Write)?;
+            // The client closes once it has the whole answer: only then the next one.
+            while stream.read(&mut [0u8; 64])? > 0 {}
+        }
+        Ok(())
+    });
+    Ok((addr, handle))
+}
+
 #[test]
-fn join_all_keeps_input_order_and_finishes_in_delay_order() -> io::Result<()> {
-    let server = server()?;
-    let http = Http { addr: server.addr() };
-    let log = Log::recording();
-    let mut executor = Executor::new(&log)?;
+fn join_all_keeps_input_order_and_finishes_in_answer_order() -> io::Result<()> {
+    let (addr, server) = answering_in_order(&["fast", "middle", "slow"])?;
+    let http = Http { addr };
+    let mut executor = Executor::new(&Log::recording())?;
     let finished = Rc::new(RefCell::new(Vec::new()));
-    let children = [("slow", 200), ("fast", 0), ("middle", 100)]
+    let children = ["slow", "fast", "middle"]
         .into_iter()
-        .map(|(message, delay)| {
+        .map(|message| {
             let finished = Rc::clone(&finished);
-            then(http.get(delay, message), move |body| {
+            then(http.get(0, message), move |body| {
                 finished.borrow_mut().push(message);
                 ready(body)
             })
@@ -122,8 +158,57 @@ fn join_all_keeps_input_order_and_finishes_in_delay_order() -> io::Result<()> {
         .collect();
     let bodies = executor.block_on(join_all(children))?;
     let bodies: Vec<String> = bodies.into_iter().collect::<io::Result<_>>()?;
-    assert_eq!(bodies, ["slow", "fast", "middle"]);
-    assert_eq!(*finished.borrow(), ["fast", "middle", "slow"]);
+    assert_eq!(bodies, ["slow", "fast", "middle"], "input order");
+    assert_eq!(*finished.borrow(), ["fast", "middle", "slow"], "the order the answers came in");
+    server.join().expect("server thread")?;
+    Ok(())
+}
+
+/// A task that starts a GET, polls it until it waits, then gives up on it:
+/// the GET is dropped before it was ever `Ready` (cancelled).
+struct StartThenCancel {
+    /// The GET, counted by a probe; `None` once cancelled.
+    get: Option<Tracked<HttpGetFuture>>,
+    /// Sockets registered with the executor: while the GET waits, after it is dropped.
+    registered: Rc<RefCell<Vec<usize>>>,
+}
+
+impl Future for StartThenCancel {
+    type Output = io::Result<()>;
+
+    fn poll(&mut self) -> PollState<io::Result<()>> {
+        let Some(mut get) = self.get.take() else { return PollState::Ready(Err(io::Error::other("polled twice"))) };
+        if !matches!(get.poll(), PollState::NotReady) {
+            return PollState::Ready(Err(io::Error::other("a minute-long GET was ready at once")));
+        }
+        let mut registered = self.registered.borrow_mut();
+        registered.extend(runtime::registered());
+        drop(get); // cancel: dropped while pending
+        registered.extend(runtime::registered());
+        PollState::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_get_dropped_before_ready_deregisters_its_socket() -> io::Result<()> {
+    let server = server()?;
+    let probe = Probe::new();
+    let registered = Rc::new(RefCell::new(Vec::new()));
+    let get = Tracked::new("minute-long GET", HttpGetFuture::new(server.addr(), &http::path(60_000, "x")), &probe);
+    let task = StartThenCancel { get: Some(get), registered: Rc::clone(&registered) };
+    let mut executor = Executor::new(&Log::recording())?;
+    executor.block_on(task)??;
+    assert_eq!(*registered.borrow(), [1, 0], "registered while waiting, deregistered by the drop");
+    assert_eq!((probe.polls(), probe.drops()), (1, 1), "polled once, dropped once");
+    assert!(probe.completed().is_empty(), "dropped before Ready: cancelled, not finished");
+    assert_eq!(executor.stats().waits, 0, "nothing left to wait for");
+    // The dropped GET closed its socket: the server's handler sees the
+    // client leave and frees the slot (bounded wait, far below the minute).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.open_connections() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the cancelled GET's connection is still open");
+        thread::yield_now();
+    }
     Ok(())
 }
 

@@ -138,6 +138,19 @@ fn join_all_returns_input_order_while_children_finish_in_delay_order() {
 }
 
 #[test]
+fn dropping_a_join_all_midway_cancels_the_children_still_running() {
+    let probe = Probe::new();
+    let children = vec![Countdown::new("quick", 0, (), &probe), Countdown::new("slow", 5, (), &probe)];
+    let mut joined = join_all(children);
+    assert_eq!(joined.poll(), PollState::NotReady);
+    // The finished child's future is dropped at once (its output waits in the join).
+    assert_eq!((probe.completed(), probe.drops()), (vec!["quick".to_string()], 1));
+    drop(joined);
+    assert_eq!(probe.drops(), 2, "the running child is dropped with the join: cancelled");
+    assert_eq!(probe.completed(), ["quick"], "the slow one never finished");
+}
+
+#[test]
 fn join_all_of_nothing_is_ready_at_once() {
     let mut joined = join_all(Vec::<Countdown<u8>>::new());
     assert_eq!(joined.poll(), PollState::Ready(vec![]));
@@ -156,6 +169,7 @@ fn then_starts_the_second_future_only_after_the_first_is_ready() {
     assert_eq!((output, polls), (21, 4));
     assert_eq!(probe.completed(), ["first", "second"]);
     assert_eq!(probe.polls(), 5); // first: 3 polls, second: 2
+    assert_eq!(probe.drops(), 2, "each future is dropped once it is done");
     let again = catch_unwind(AssertUnwindSafe(|| chain.poll()));
     assert!(again.is_err(), "a finished Then panics when polled");
 }

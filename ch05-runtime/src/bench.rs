@@ -12,27 +12,21 @@
 //!   chapter 4's coroutines and chapter 3's epoll loop, each in a fresh process.
 
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use ch01_os_threads::measure::{self, ProcStatus};
+use ch01_os_threads::bench_kit::{self, BenchServer, Outcome, Progress, Sample};
 use ch01_os_threads::report::{self, Table};
-use ch01_os_threads::{http, say};
+use ch01_os_threads::{http, measure, say, sys};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::sleep;
 use ch05_runtime::{Runtime, channel, spawn};
-
-/// Hidden subcommand: the async delay server in a child process.
-pub const SERVE_FOR_BENCH: &str = ch03_epoll::bench::SERVE_FOR_BENCH;
-/// Hidden subcommand: one measured run in a fresh process.
-pub const RUN_ONE: &str = "bench-run";
 
 /// Runs per measurement; the table shows the median.
 const RUNS: usize = 5;
@@ -76,138 +70,146 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         [flag] if flag == "--quick" => QUICK,
         _ => bail!("bench takes no arguments but --quick (small sizes, for a smoke test)"),
     };
-    let limit = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let limit = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let gets_fit = sizes.gets as u64 + 100 <= limit;
     println!("{}", report::machine());
+    let steps = 3 * 2 + 1 + 2 * SLOW_RUNS + 1 + if gets_fit { GETS.len() * SLOW_RUNS } else { 0 };
+    let mut progress = Progress::new(steps);
     let mut table = Table::new(&["work", "ch05, 1 thread", "ch05, 2 workers", "earlier chapters, same work"]);
-    let mut progress = Progress::default();
 
-    // In this process: per-operation costs.
-    let per = |d: Duration, n: usize| report::duration(d / n.max(1) as u32);
+    // In this process: the cost of one operation, on both executors.
     let mut both = |what: &str, n: usize, f: fn(Flavor, usize) -> io::Result<Duration>| -> anyhow::Result<_> {
         let mut cells = Vec::new();
         for flavor in [Flavor::Single, Flavor::Multi] {
-            progress.say(&format!("{what} ({flavor:?})"));
-            cells.push(per(report::median_of(RUNS, || f(flavor, n))?, n));
+            progress.start(&format!("{what}, {flavor:?}"));
+            cells.push(report::duration(report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32));
+            progress.finish_step();
         }
         Ok(cells)
     };
-    let spawn_cells = both("spawn + complete", sizes.tasks, spawn_complete)?;
-    let yield_cells = both("yield", sizes.yields, yield_loop)?;
-    let ping_cells = both("ping-pong", sizes.round_trips, ping_pong)?;
-    progress.say("chapter 1 and 2 for the same work");
+    let spawn = both("spawn + complete", sizes.tasks, spawn_complete)?;
+    let yields = both("yield", sizes.yields, yield_loop)?;
+    let ping = both("ping-pong", sizes.round_trips, ping_pong)?;
+    progress.start("chapters 1 and 2 doing the same");
     let thread_spawn = report::median_of(RUNS, || measure::on_one_cpu(|| measure::spawn_join(1_000, 64 * 1024)))?;
     let fiber_spawn = report::median_of(RUNS, || fibers::spawn_join(sizes.tasks.min(100_000)))?;
     let fiber_yield = report::median_of(RUNS, || fibers::yield_round_trip(sizes.yields))?;
     let thread_hand_over = report::median_of(RUNS, || measure::ping_pong(sizes.round_trips.min(20_000), true))?;
+    progress.finish_step();
+    let d = report::duration;
     table.row(&[
         format!("spawn + complete, per task ({} tasks)", sizes.tasks),
-        spawn_cells[0].clone(),
-        spawn_cells[1].clone(),
-        format!(
-            "ch02 fiber spawn + join {}; ch01 OS thread spawn + join {}",
-            report::duration(fiber_spawn),
-            report::duration(thread_spawn)
-        ),
+        spawn[0].clone(),
+        spawn[1].clone(),
+        format!("ch02 fiber spawn + join {}; ch01 OS thread {}", d(fiber_spawn), d(thread_spawn)),
     ]);
     table.row(&[
-        format!("yield: one wake + poll of a task ({} times)", sizes.yields),
-        yield_cells[0].clone(),
-        yield_cells[1].clone(),
-        format!("ch02 fiber yield, there and back {}", report::duration(fiber_yield)),
+        format!("yield: one wake + poll ({} times)", sizes.yields),
+        yields[0].clone(),
+        yields[1].clone(),
+        format!("ch02 fiber yield there and back {}", d(fiber_yield)),
     ]);
     table.row(&[
         format!("ping-pong over a channel, per round trip ({})", sizes.round_trips),
-        ping_cells[0].clone(),
-        ping_cells[1].clone(),
-        format!("ch01 two OS threads, one CPU: {}", report::duration(thread_hand_over * 2)),
+        ping[0].clone(),
+        ping[1].clone(),
+        format!("ch01 two OS threads on one CPU {}", d(thread_hand_over * 2)),
     ]);
 
-    // Fresh processes: memory per sleeping task.
-    let mut cells = Vec::new();
-    for approach in ["sleeps-single", "sleeps-multi"] {
-        progress.say(&format!("{} concurrent sleeps ({approach})", sizes.sleeps));
-        let samples =
-            (0..SLOW_RUNS).map(|_| run_child(&[approach, &sizes.sleeps.to_string()])).collect::<Result<Vec<_>, _>>()?;
-        let wall = report::median(&samples.iter().map(|s| s.wall).collect::<Vec<_>>()).unwrap_or_default();
-        let bytes = report::median(&samples.iter().map(|s| s.peak_added).collect::<Vec<_>>()).unwrap_or(0);
-        cells.push(format!("{}, {} per task", report::duration(wall), report::bytes(bytes / sizes.sleeps as u64)));
+    // Fresh processes: many sleeping tasks at once.
+    let mut walls = Vec::new();
+    let mut memory = Vec::new();
+    for what in ["sleeps-single", "sleeps-multi"] {
+        let samples = runs_in_children(&mut progress, &[what, &sizes.sleeps.to_string()])?;
+        walls.push(d(median(&samples, |s| s.wall)));
+        memory.push(report::bytes(median(&samples, |s| s.rss_rise) / sizes.sleeps as u64));
     }
-    progress.say("memory of a parked OS thread and a parked fiber");
+    progress.start("a parked OS thread and a parked fiber");
     let thread_memory = measure::memory_per_parked_thread(1_000, 64 * 1024)?;
-    let fiber = run_child(&["fibers", &sizes.sleeps.min(10_000).to_string()])?;
+    let fibers_parked = sizes.sleeps.min(10_000);
+    let fiber = bench_kit::run_in_child(&["fibers".to_string(), fibers_parked.to_string()])?;
+    progress.finish_step();
     table.row(&[
-        format!("{} tasks sleeping {DELAY_MS} ms at once: wall, memory", sizes.sleeps),
-        cells[0].clone(),
-        cells[1].clone(),
+        format!("{} tasks sleeping {DELAY_MS} ms at once: wall", sizes.sleeps),
+        walls[0].clone(),
+        walls[1].clone(),
+        String::new(),
+    ]);
+    table.row(&[
+        "  memory per sleeping task".to_string(),
+        memory[0].clone(),
+        memory[1].clone(),
         format!(
-            "resident per parked fiber (ch02) {}, per parked OS thread (ch01) {}",
-            report::bytes(fiber.peak_added / sizes.sleeps.min(10_000) as u64),
+            "ch02 parked fiber {}; ch01 parked OS thread {}",
+            report::bytes(fiber.rss_rise / fibers_parked as u64),
             report::bytes(thread_memory.resident_per_thread)
         ),
     ]);
 
-    // Fresh processes against the async server in another: concurrent GETs.
-    if sizes.gets as u64 + 100 > limit {
-        say!("main", "skipping {} GETs: the open-files limit {limit} is too low (raise `ulimit -Hn`)", sizes.gets);
-    } else {
-        // Chapter 3's child-process protocol: this binary, re-run with
-        // `serve-for-bench`, prints its address and serves until stdin closes.
-        let server =
-            ch03_epoll::bench::ChildServer::start().context("starting the async delay server in a child process")?;
+    // Fresh processes against this chapter's async server in another one.
+    if gets_fit {
+        let server = BenchServer::from_env_or_child().context("starting the async delay server")?;
         let mut cells = Vec::new();
-        for approach in ["gets-single", "gets-multi", "gets-ch04", "gets-ch03"] {
-            progress.say(&format!("{} GETs ({approach})", sizes.gets));
-            let mut samples = Vec::new();
-            for _ in 0..SLOW_RUNS {
-                let before = ch03_epoll::bench::listen_overflows().unwrap_or(0);
-                let mut sample = run_child(&[approach, &sizes.gets.to_string(), &server.addr().to_string()])?;
-                sample.overflows = ch03_epoll::bench::listen_overflows().unwrap_or(0).saturating_sub(before);
-                samples.push(sample);
-            }
-            let median =
-                |f: fn(&Sample) -> u64| report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(0);
-            let failed: u64 = samples.iter().map(|s| s.failed).sum();
-            cells.push(format!(
-                "{} wall, {} CPU, {} overflows{}",
-                report::duration(Duration::from_nanos(median(|s| s.wall.as_nanos() as u64))),
-                report::duration(Duration::from_nanos(median(|s| s.cpu.as_nanos() as u64))),
-                median(|s| s.overflows),
-                if failed > 0 { format!(", {failed} failed") } else { String::new() }
-            ));
+        for what in GETS {
+            let args = [what, &sizes.gets.to_string(), &server.addr.to_string()];
+            let samples = runs_in_children(&mut progress, &args)?;
+            let failed: usize = samples.iter().map(|s| sizes.gets - s.outcome.answered).sum();
+            let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
+            cells.push([
+                d(median(&samples, |s| s.wall)) + &failed,
+                d(median(&samples, |s| s.cpu)),
+                median(&samples, |s| s.outcome.polls.unwrap_or(0)).to_string(),
+            ]);
         }
-        table.row(&[
-            format!("{} GETs at once, {DELAY_MS} ms each", sizes.gets),
-            cells[0].clone(),
-            cells[1].clone(),
-            format!("ch04 coroutines {}; ch03 epoll loop {}", cells[2], cells[3]),
-        ]);
+        for (row, what) in ["wall", "CPU time", "listen overflows"].iter().enumerate() {
+            let label = match row {
+                0 => format!("{} GETs at once, {DELAY_MS} ms each: wall", sizes.gets),
+                _ => format!("  {what}"),
+            };
+            let earlier = format!("ch04 coroutines {}; ch03 epoll loop {}", cells[2][row], cells[3][row]);
+            table.row(&[label, cells[0][row].clone(), cells[1][row].clone(), earlier]);
+        }
+        progress.clear();
+        say!("main", "the GETs went to the {}", server.describe());
+    } else {
+        progress.clear();
+        say!("main", "skipping {} GETs: the open-files limit {limit} is too low (raise `ulimit -Hn`)", sizes.gets);
     }
-    progress.done();
     print!("{table}");
-    println!(
-        "(medians: {RUNS} runs in this process for the first three rows, {SLOW_RUNS} fresh processes each for the \
-         others; memory = peak RSS added during the run / tasks;\n overflows = handshakes the server's full accept \
-         queue dropped (TcpExtListenOverflows, whole machine); the server is this chapter's, in a child process)"
+    let legend = format!(
+        "Medians: {RUNS} runs in this process for the first three rows; {SLOW_RUNS} runs, each in a fresh \
+         process, for the others. Memory per task: the rise of the process's resident memory during the run \
+         (its peak minus where it started), divided by the tasks. Listen overflows: handshake packets dropped \
+         because the server's accept queue was full (TcpExt ListenOverflows, whole machine). The server is \
+         this chapter's async one, in a child process of its own."
     );
+    print!("{}", report::wrap(&legend, 100, ""));
     Ok(())
 }
 
-/// One line on stderr, rewritten in place: what the bench is doing now.
-#[derive(Default)]
-struct Progress {
-    step: usize,
+/// The concurrent-GET runs: ours on both executors, then chapters 4 and 3.
+const GETS: [&str; 4] = ["gets-single", "gets-multi", "gets-ch04", "gets-ch03"];
+
+/// [`SLOW_RUNS`] runs of `bench-run <args>`, each in a fresh process. The
+/// listen overflows during each run go into `outcome.polls`, the sample's
+/// spare number (these runs have no poll count of their own).
+fn runs_in_children(progress: &mut Progress, args: &[&str]) -> anyhow::Result<Vec<Sample>> {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let mut samples = Vec::new();
+    for run in 1..=SLOW_RUNS {
+        progress.start(&format!("{} run {run}/{SLOW_RUNS}", args.join(" ")));
+        let before = bench_kit::listen_overflows().unwrap_or(0);
+        let mut sample = bench_kit::run_in_child(&args)?;
+        sample.outcome.polls = Some(bench_kit::listen_overflows().unwrap_or(0).saturating_sub(before));
+        samples.push(sample);
+        progress.finish_step();
+    }
+    Ok(samples)
 }
 
-impl Progress {
-    fn say(&mut self, what: &str) {
-        self.step += 1;
-        eprint!("\r\x1b[K[bench] step {}: {what} ...", self.step);
-        let _ = io::stderr().flush();
-    }
-
-    fn done(&self) {
-        eprint!("\r\x1b[K");
-    }
+/// The median of one number over samples.
+fn median<T: Copy + Ord + Default>(samples: &[Sample], f: impl Fn(&Sample) -> T) -> T {
+    report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or_default()
 }
 
 // ANCHOR: yield_now
@@ -294,7 +296,7 @@ mod fibers {
     use std::io;
     use std::time::{Duration, Instant};
 
-    use ch02_green_threads::runtime::{Config, run, spawn, yield_now};
+    use ch02_green_threads::{Config, run, spawn, yield_now};
 
     /// Average spawn + join of an empty fiber (stacks come from the free list).
     pub fn spawn_join(n: usize) -> io::Result<Duration> {
@@ -333,59 +335,34 @@ mod fibers {
     }
 }
 
-/// One measured run's numbers, as a child prints them on one line.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    wall: Duration,
-    cpu: Duration,
-    peak_added: u64,
-    failed: u64,
-    overflows: u64,
-}
-
-/// Runs `bench-run <args>` in a fresh process and reads its line:
-/// `<wall ns> <cpu ns> <peak RSS added> <failed>`.
-fn run_child(args: &[&str]) -> anyhow::Result<Sample> {
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let output = Command::new(exe).arg(RUN_ONE).args(args).stderr(Stdio::inherit()).output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!("the bench run {args:?} failed ({}): {text}", output.status);
-    }
-    let numbers: Vec<u64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
-    let [wall, cpu, peak_added, failed] = numbers[..] else { bail!("unexpected bench-run output {text:?}") };
-    Ok(Sample { wall: Duration::from_nanos(wall), cpu: Duration::from_nanos(cpu), peak_added, failed, overflows: 0 })
-}
-
-/// The hidden [`RUN_ONE`] subcommand: one run, one line of numbers.
+/// The hidden [`bench_kit::RUN`] subcommand: one run in this fresh process,
+/// printed as one sample line.
 pub fn run_one(args: &[String]) -> anyhow::Result<()> {
     let (what, n, addr) = match args {
         [what, n] => (what.as_str(), n.parse::<usize>()?, None),
         [what, n, addr] => (what.as_str(), n.parse::<usize>()?, Some(addr.parse::<SocketAddr>()?)),
-        _ => bail!("usage: {RUN_ONE} <what> <n> [addr]"),
+        _ => bail!("usage: {} <what> <n> [addr]", bench_kit::RUN),
     };
-    ch03_epoll::raise_open_files_limit()?;
-    let before = ProcStatus::read()?.resident_bytes;
-    let cpu_before = measure::cpu_time()?;
-    let started = Instant::now();
+    sys::raise_open_files_limit()?;
     let path = http::path(DELAY_MS, "x");
-    let ok = match (what, addr) {
-        ("sleeps-single", None) => sleeps(Flavor::Single, n)?,
-        ("sleeps-multi", None) => sleeps(Flavor::Multi, n)?,
-        ("fibers", None) => fibers::parked(n).map(|()| n)?,
-        ("gets-single", Some(addr)) => gets(Flavor::Single, addr, &path, n)?,
-        ("gets-multi", Some(addr)) => gets(Flavor::Multi, addr, &path, n)?,
-        ("gets-ch04", Some(addr)) => gets_ch04(addr, &path, n)?,
-        ("gets-ch03", Some(addr)) => {
-            let results = ch03_epoll::client::get_all(addr, &vec![path.clone(); n], Duration::from_secs(60), |_| {})?;
-            results.iter().filter(|r| r.as_ref().is_ok_and(|response| response.status == 200)).count()
-        }
-        _ => bail!("unknown bench run {what:?}"),
-    };
-    let wall = started.elapsed();
-    let cpu = measure::cpu_time()?.saturating_sub(cpu_before);
-    let peak = ProcStatus::read()?.peak_resident_bytes;
-    println!("{} {} {} {}", wall.as_nanos(), cpu.as_nanos(), peak.saturating_sub(before), n - ok);
+    let sample = bench_kit::measure_run(|| {
+        let answered = match (what, addr) {
+            ("sleeps-single", None) => sleeps(Flavor::Single, n)?,
+            ("sleeps-multi", None) => sleeps(Flavor::Multi, n)?,
+            ("fibers", None) => fibers::parked(n).map(|()| n)?,
+            ("gets-single", Some(addr)) => gets(Flavor::Single, addr, &path, n)?,
+            ("gets-multi", Some(addr)) => gets(Flavor::Multi, addr, &path, n)?,
+            ("gets-ch04", Some(addr)) => gets_ch04(addr, &path, n)?,
+            ("gets-ch03", Some(addr)) => {
+                let paths = vec![path.clone(); n];
+                let results = ch03_epoll::client::get_all(addr, &paths, Duration::from_secs(60), |_| {})?;
+                results.iter().filter(|r| r.as_ref().is_ok_and(|response| response.status == 200)).count()
+            }
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown bench run {what:?}"))),
+        };
+        Ok(Outcome { answered, ..Outcome::default() })
+    })?;
+    bench_kit::print_sample(&sample)?;
     Ok(())
 }
 
@@ -445,16 +422,18 @@ fn gets_ch04(addr: SocketAddr, path: &str, n: usize) -> io::Result<usize> {
     Ok(ok.get())
 }
 
-/// The hidden [`SERVE_FOR_BENCH`] subcommand: the async server, its address
-/// on stdout's first line, until stdin closes.
+/// The hidden [`bench_kit::SERVE`] subcommand: this chapter's async server,
+/// sized for the largest N, until the parent lets go.
 pub fn serve_for_bench() -> anyhow::Result<()> {
-    ch03_epoll::raise_open_files_limit()?;
-    let config =
-        Config { max_connections: 20_000, backlog: 65_535, idle_timeout: Duration::from_secs(60), ..Config::default() };
+    sys::raise_open_files_limit()?;
+    let config = Config {
+        max_connections: bench_kit::SERVER_MAX_CONNECTIONS,
+        backlog: 65_535, // the kernel caps it at net.core.somaxconn
+        idle_timeout: Duration::from_secs(60),
+        ..Config::default()
+    };
     let server = AsyncDelayServer::start(config)?;
-    println!("{}", server.addr());
-    io::stdout().flush()?;
-    io::stdin().read_to_end(&mut Vec::new())?;
+    bench_kit::announce_and_wait(server.addr())?;
     server.shutdown()?;
     Ok(())
 }

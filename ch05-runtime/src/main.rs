@@ -23,14 +23,14 @@ mod std_only;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::task::Context;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use ch01_os_threads::delay_server::{Config as BlockingConfig, DemoServer};
 use ch01_os_threads::http::path;
-use ch01_os_threads::say;
+use ch01_os_threads::trace::section;
+use ch01_os_threads::{bench_kit, cli, say, sys};
 use ch03_epoll::poll::{Interest, Poll, Token};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::{sleep, timeout};
@@ -41,12 +41,19 @@ const HELP: &str = "\
 ch05-runtime: a reactor/executor runtime on std's Future and Waker
 
 USAGE:
-    cargo run -p ch05-runtime                         the guided demo (about 2 s)
-    cargo run -p ch05-runtime -- --trace              the demo, with every task's timeline
-    cargo run -p ch05-runtime -- --trace-svg FILE     the demo, and its timeline drawn in FILE (SVG)
-    cargo run -p ch05-runtime -- serve [OPTIONS]      the delay server, async, on one thread
-    cargo run --release -p ch05-runtime -- bench      what tasks cost, next to threads and fibers
-    cargo run -p ch05-runtime -- --help               this text
+    cargo run -p ch05-runtime [-- COMMAND]
+
+COMMANDS:
+    (none)             the guided demo: GETs as tasks with every poll, wait and wake
+                       shown, timers, JoinErrors, spawn_blocking, a channel, the
+                       multi-threaded executor, loose coupling (about 1 s)
+    --trace            the demo, printing every task's timeline as it happens
+    --trace-svg FILE   the demo, then its timeline drawn in FILE (SVG; open it in
+                       a browser)
+    serve [OPTIONS]    the delay server as an async server on one thread
+    bench              what a task costs, next to OS threads and fibers
+                       (use --release)
+    --help             this text
 
 SERVE OPTIONS:
     --host H               address to listen on (default 127.0.0.1)
@@ -54,7 +61,8 @@ SERVE OPTIONS:
     --max-connections N    connections served at once; more get 503 (default 16384)
 
 ENVIRONMENT:
-    DELAY_SERVER=host:port   make the demo use that server instead of starting its own
+    DELAY_SERVER=host:port   use that delay server instead of an embedded one
+                             (the demo and the bench)
 ";
 
 /// The five GETs of parts 1 and 6: (delay in ms, message).
@@ -62,14 +70,7 @@ const FIVE: [(u64, &str); 5] = [(250, "a"), (50, "b"), (200, "c"), (100, "d"), (
 
 fn main() -> ExitCode {
     ch01_os_threads::trace::start();
-    match run(std::env::args().skip(1).collect()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One clear line, never a backtrace (even with RUST_BACKTRACE=1).
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(std::env::args().skip(1).collect()))
 }
 
 fn run(args: Vec<String>) -> anyhow::Result<()> {
@@ -82,13 +83,14 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
         },
         Some("serve") => serve(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some(bench::SERVE_FOR_BENCH) => bench::serve_for_bench(),
-        Some(bench::RUN_ONE) => bench::run_one(&args[1..]),
+        // Hidden: the bench runs this binary again for its server and its runs.
+        Some(bench_kit::SERVE) => bench::serve_for_bench(),
+        Some(bench_kit::RUN) => bench::run_one(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
             Ok(())
         }
-        Some(other) => bail!("unknown argument {other:?} (try --help)"),
+        Some(other) => Err(cli::unknown("command", other)),
     }
 }
 
@@ -119,7 +121,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
 
     // ANCHOR: demo_five
     let longest = FIVE.iter().map(|(delay, _)| *delay).max().unwrap_or(0);
-    println!("\n--- 1. one task per GET, {} at once: poll, wait, wake ---", FIVE.len());
+    section(1, &format!("one task per GET, {} at once: poll, wait, wake", FIVE.len()));
     reactor::log_events(true);
     let started = Instant::now();
     let bodies = runtime.block_on(async move {
@@ -149,7 +151,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
 
     // ANCHOR: demo_timers
     let (nap, limit, slow) = (Duration::from_millis(100), Duration::from_millis(50), 300);
-    println!("\n--- 2. timers: a sleep, and a timeout that fires ---");
+    section(2, "timers: a sleep, and a timeout that fires");
     runtime.block_on(async move {
         let sleeper = spawn(async move {
             let started = Instant::now();
@@ -167,7 +169,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     // ANCHOR_END: demo_timers
 
     // ANCHOR: demo_join_errors
-    println!("\n--- 3. a task that panics and a task that is aborted: JoinHandle says so ---");
+    section(3, "a task that panics and a task that is aborted: JoinHandle says so");
     runtime.block_on(async move {
         let panics = spawn(async {
             if true {
@@ -195,8 +197,9 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     blocking_file(&runtime)?;
     channel_between_tasks(&runtime);
 
-    println!("\n--- 6. the same {} GETs on the multi-threaded executor (2 workers) ---", FIVE.len());
-    let multi = builder(&tracer).worker_threads(2).build()?;
+    const WORKERS: usize = 2;
+    section(6, &format!("the same {} GETs on the multi-threaded executor ({WORKERS} workers)", FIVE.len()));
+    let multi = builder(&tracer).worker_threads(WORKERS).build()?;
     let started = Instant::now();
     let bodies = multi.block_on(async move {
         let handles: Vec<_> = FIVE
@@ -232,7 +235,7 @@ fn me() -> String {
 /// Part 4: `epoll` refuses a regular file; `spawn_blocking` reads it on a
 /// pool thread while the executor's thread stays free.
 fn blocking_file(runtime: &Runtime) -> anyhow::Result<()> {
-    println!("\n--- 4. a regular file: epoll refuses it, spawn_blocking reads it ---");
+    section(4, "a regular file: epoll refuses it, spawn_blocking reads it");
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let opened = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
     let poll = Poll::new()?; // chapter 3's epoll wrapper, as in its demo
@@ -262,7 +265,7 @@ fn blocking_file(runtime: &Runtime) -> anyhow::Result<()> {
 /// Part 5: a channel; the consumer's wakes come from the producer task.
 fn channel_between_tasks(runtime: &Runtime) {
     const MESSAGES: u64 = 3;
-    println!("\n--- 5. a channel: one task wakes another ---");
+    section(5, "a channel: one task wakes another");
     runtime.block_on(async {
         let (tx, mut rx) = channel::channel();
         let consumer = spawn(async move {
@@ -290,7 +293,7 @@ fn channel_between_tasks(runtime: &Runtime) {
 /// Part 7: the leaf futures need no particular executor, and the executor
 /// needs no particular future.
 fn loose_coupling(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    println!("\n--- 7. loose coupling: the reactor and the executor meet only through Waker ---");
+    section(7, "loose coupling: the reactor and the executor meet only through Waker");
     let body = waker::block_on(async move {
         sleep(Duration::from_millis(10)).await;
         http::get(addr, &path(20, "no runtime needed")).await?.into_ok_body()
@@ -345,33 +348,18 @@ fn quiet_panics() {
 
 /// `serve`: the async delay server, until Ctrl-C.
 fn serve(args: &[String]) -> anyhow::Result<()> {
-    let mut config = Config { log_requests: true, ..Config::default() };
-    let (mut host, mut port) = ("127.0.0.1".to_string(), 8080u16);
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--host" => host = value()?.clone(),
-            "--port" => port = value()?.parse().context("--port takes a number from 0 to 65535")?,
-            "--max-connections" => {
-                config.max_connections = value()?.parse().context("--max-connections takes a number")?;
-            }
-            _ => bail!("unknown option {flag:?} (try --help)"),
-        }
-    }
-    config.addr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .with_context(|| format!("--host {host:?} is not an IP address"))?;
-    let limit = ch03_epoll::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
+    let options = cli::ServeOptions::parse(args)?;
+    let mut config = Config { addr: options.addr, log_requests: true, ..Config::default() };
+    config.max_connections = options.max_connections.unwrap_or(config.max_connections);
+    // Every connection is a socket: raise the open-files limit, as chapter 3 does.
+    let limit = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
     let cap = config.max_connections;
     let server = AsyncDelayServer::start(config)?;
-    say!("server", "async delay server listening on {} (one thread; up to {cap} connections)", server.addr());
-    say!("server", "RLIMIT_NOFILE soft limit: {limit} open files");
-    say!("server", "try: curl http://{}/200/hello", server.addr());
-    say!("server", "press Ctrl-C to stop");
+    say!("server", "async delay server listening on {} (one thread, up to {cap} connections)", server.addr());
+    say!("server", "open files allowed (RLIMIT_NOFILE): {limit}");
+    cli::print_serve_hints(server.addr());
     // The server runs on its own thread; this one has nothing left to do.
-    let _keep = Arc::new(server);
+    let _running = server;
     loop {
         std::thread::park();
     }

@@ -176,9 +176,6 @@ fn anchor_body(text: &str, name: &str) -> Option<usize> {
 /// Names are made of letters, digits, `_` and `-`, as mdBook reads them.
 fn marker<'a>(line: &'a str, word: &str) -> Option<&'a str> {
     let at = line.find(word)?;
-    if word == START && line[..at].ends_with("ANCHOR_") {
-        return None;
-    }
     let rest = line[at + word.len()..].trim_start();
     let len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
     (len > 0).then(|| &rest[..len])

@@ -302,11 +302,13 @@ impl Shared {
         if tasks.closed {
             drop(tasks);
             // Shut down: the task is born finished, with an error for its handle.
-            let (task, handle) = TaskCell::create(future, id, usize::MAX, Arc::clone(self));
+            let (task, handle) = TaskCell::create(future, id, u32::MAX, Arc::clone(self));
             task.shut_down();
             return handle;
         }
-        let key = tasks.slab.next_key();
+        // A task keeps its key in 32 bits: four billion unfinished tasks at
+        // once would not fit in memory anyway.
+        let key = u32::try_from(tasks.slab.next_key()).unwrap_or(u32::MAX);
         let (task, handle) = TaskCell::create(future, id, key, Arc::clone(self));
         tasks.slab.insert(Arc::clone(&task));
         drop(tasks);
@@ -318,8 +320,8 @@ impl Shared {
     }
 
     /// A task finished: forget it.
-    pub(crate) fn remove_task(&self, key: usize) {
-        let removed = self.lock_tasks().slab.remove(key);
+    pub(crate) fn remove_task(&self, key: u32) {
+        let removed = self.lock_tasks().slab.remove(key as usize);
         drop(removed); // outside the lock
     }
 

@@ -39,7 +39,8 @@
 //!   `spawn`, the run queues, worker threads, shutdown.
 //! - [`task`]: one allocation per task: the state bits, the future, the
 //!   result. [`join`]: the [`JoinHandle`] and [`JoinError`].
-//! - [`reactor`]: the reactor thread, its `Token → waker` table and timers.
+//! - [`reactor`]: the reactor thread, its `Token → waker` table and its
+//!   timers (a heap of deadlines, in `timers.rs`).
 //! - Leaf futures: [`net`] (`TcpListener`, `TcpStream`), [`time`] (`sleep`,
 //!   `timeout`), [`channel`] (an async channel), [`blocking`]
 //!   (`spawn_blocking`).
@@ -65,6 +66,7 @@ mod slab;
 pub mod svg;
 pub mod task;
 pub mod time;
+mod timers;
 pub mod trace;
 pub mod waker;
 

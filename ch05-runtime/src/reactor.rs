@@ -7,8 +7,8 @@
 //!   writing it. A leaf future that gets `WouldBlock` leaves `cx.waker()`
 //!   there (replacing the one from its previous poll: the future may have
 //!   moved to another task, even another executor, since).
-//! - **timers**: deadline → waker, in a `BTreeMap` ordered by deadline. The
-//!   earliest deadline is the `epoll_wait` timeout; when a new timer is
+//! - **timers**: a min-heap of deadlines with their wakers ([`crate::timers`]).
+//!   The earliest deadline is the `epoll_wait` timeout; when a new timer is
 //!   earlier than the one the reactor sleeps for, a `mio::Waker` (an
 //!   `eventfd`) interrupts the wait so it can sleep for less.
 //!
@@ -32,7 +32,7 @@
 //! reactor's thread to the executor's; the chapter page measures what that
 //! hop costs here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -44,6 +44,7 @@ use ch01_os_threads::say;
 use mio::event::Source;
 use mio::{Events, Interest, Token};
 
+use crate::timers::{TimerKey, Timers};
 use crate::trace::WakeSource;
 
 /// The token of the reactor's own `mio::Waker`.
@@ -62,8 +63,8 @@ pub struct Reactor {
     waker: mio::Waker,
     /// Token → the wakers waiting on that source.
     sources: Mutex<Sources>,
-    /// Pending timers.
-    timers: Mutex<Timers>,
+    /// Pending timers, and what the reactor thread is doing.
+    timers: Mutex<TimerState>,
 }
 
 /// The sources table.
@@ -104,22 +105,14 @@ struct Waiter {
     waker: Option<Waker>,
 }
 
-/// The timers table.
+/// The timer table, and what the reactor thread is doing, behind one lock.
 #[derive(Debug)]
-struct Timers {
-    /// (deadline, sequence number) → the waker of the task that sleeps. The
-    /// sequence number tells apart timers with the same deadline. A map, not
-    /// a heap: a sleeping future must find its entry again, to replace its
-    /// waker or to remove it when it is dropped early.
-    map: BTreeMap<TimerKey, Waker>,
-    /// The next sequence number.
-    next_seq: u64,
+struct TimerState {
+    /// Pending timers: deadline → waker.
+    table: Timers,
     /// What the reactor thread is doing, to know if a new timer must wake it.
     reactor: ReactorWait,
 }
-
-/// A timer's key: its deadline, and a number unique among timers.
-pub(crate) type TimerKey = (Instant, u64);
 
 /// What the reactor thread is doing, as far as timers care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +157,7 @@ impl Reactor {
             registry: poll.registry().try_clone()?,
             waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
             sources: Mutex::new(Sources { map: HashMap::new(), next_token: 0 }),
-            timers: Mutex::new(Timers { map: BTreeMap::new(), next_seq: 0, reactor: ReactorWait::Busy }),
+            timers: Mutex::new(TimerState { table: Timers::default(), reactor: ReactorWait::Busy }),
         };
         // The thread first waits for `REACTOR` to be set, so if starting it
         // fails, nothing was set and the next call tries again.
@@ -183,7 +176,7 @@ impl Reactor {
         self.sources.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn timers(&self) -> MutexGuard<'_, Timers> {
+    fn timers(&self) -> MutexGuard<'_, TimerState> {
         self.timers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -238,7 +231,7 @@ impl Reactor {
     /// Notes it, so that adding an earlier timer knows to interrupt the wait.
     fn next_timeout(&self) -> Option<Duration> {
         let mut timers = self.timers();
-        let next = timers.map.keys().next().map(|(deadline, _)| *deadline);
+        let next = timers.table.next_deadline();
         timers.reactor = next.map_or(ReactorWait::Forever, ReactorWait::Until);
         let timeout = next.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         drop(timers);
@@ -252,15 +245,7 @@ impl Reactor {
 
     /// Takes the wakers of every timer whose deadline has passed.
     fn expired_timers(&self, to_wake: &mut Vec<Waker>) {
-        let now = Instant::now();
-        let mut timers = self.timers();
-        while let Some(entry) = timers.map.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            to_wake.push(entry.remove());
-        }
-        drop(timers);
+        self.timers().table.expired(Instant::now(), to_wake);
         if logging() && !to_wake.is_empty() {
             say!("reactor", "{} timer(s) due: wake their task(s)", to_wake.len());
         }
@@ -299,9 +284,7 @@ impl Reactor {
     /// Adds a timer that wakes `waker` at `deadline`.
     pub(crate) fn add_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
         let mut timers = self.timers();
-        let key = (deadline, timers.next_seq);
-        timers.next_seq += 1;
-        timers.map.insert(key, waker.clone());
+        let key = timers.table.add(deadline, waker.clone());
         // If the reactor sleeps past this deadline, interrupt its sleep so it
         // recomputes its timeout. (Once per sleep: it is `Busy` until then.)
         let interrupt = match timers.reactor {
@@ -321,22 +304,13 @@ impl Reactor {
 
     /// Replaces a timer's waker. `false` if the timer already fired.
     pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) -> bool {
-        let mut timers = self.timers();
-        match timers.map.get_mut(&key) {
-            Some(stored) => {
-                if !stored.will_wake(waker) {
-                    *stored = waker.clone();
-                }
-                true
-            }
-            None => false,
-        }
+        self.timers().table.update(key, waker)
     }
 
     /// Removes a timer that has not fired (its future was dropped early).
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        let removed = self.timers().map.remove(&key);
-        drop(removed);
+        let removed = self.timers().table.remove(key);
+        drop(removed); // the waker is dropped outside the lock
     }
     // ANCHOR_END: timers
 }
@@ -465,5 +439,5 @@ pub fn registered_sources() -> usize {
 
 /// How many timers are pending (0 if the reactor never started).
 pub fn pending_timers() -> usize {
-    Reactor::started().map_or(0, |reactor| reactor.timers().map.len())
+    Reactor::started().map_or(0, |reactor| reactor.timers().table.len())
 }

@@ -5,7 +5,7 @@
 //!   Arc<TaskCell<F>>  (one heap allocation per task)
 //!   ┌──────────────────────────────────────────────────────────────┐
 //!   │ strong / weak counts   (the Arc's)                           │
-//!   │ state: AtomicUsize     SCHEDULED | RUNNING | NOTIFIED | ...  │
+//!   │ state: AtomicU32       SCHEDULED | RUNNING | NOTIFIED | ...  │
 //!   │ id, key, scheduler     who it is, where it goes when woken   │
 //!   │ future: Option<F>      the state machine; None once finished │
 //!   │ join: JoinSlot<F::Output>   the result, for the JoinHandle   │
@@ -28,7 +28,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::executor::{self, Shared};
@@ -96,15 +96,15 @@ pub(crate) trait Schedulable: Send + Sync {
 /// - A `COMPLETE` task is never polled again, and wakes are ignored.
 mod state {
     /// In a run queue (or being pushed into one). Never set with `RUNNING`.
-    pub(super) const SCHEDULED: usize = 1 << 0;
+    pub(super) const SCHEDULED: u32 = 1 << 0;
     /// An executor thread is polling (or dropping) the future right now.
-    pub(super) const RUNNING: usize = 1 << 1;
+    pub(super) const RUNNING: u32 = 1 << 1;
     /// Woken while `RUNNING`: poll again once the current poll returns.
-    pub(super) const NOTIFIED: usize = 1 << 2;
+    pub(super) const NOTIFIED: u32 = 1 << 2;
     /// Finished, panicked, aborted or shut down: the future is gone.
-    pub(super) const COMPLETE: usize = 1 << 3;
+    pub(super) const COMPLETE: u32 = 1 << 3;
     /// `JoinHandle::abort` was called: drop the future instead of polling it.
-    pub(super) const ABORTED: usize = 1 << 4;
+    pub(super) const ABORTED: u32 = 1 << 4;
 }
 // ANCHOR_END: state_bits
 
@@ -119,7 +119,7 @@ use state::{ABORTED, COMPLETE, NOTIFIED, RUNNING, SCHEDULED};
 /// the future, and on x86-64 every atomic read-modify-write is a full
 /// barrier anyway.
 #[derive(Debug)]
-struct State(AtomicUsize);
+struct State(AtomicU32);
 
 /// What a wake changed.
 enum Woken {
@@ -142,7 +142,7 @@ enum AfterPending {
 }
 
 impl State {
-    fn transition(&self, f: impl FnMut(usize) -> Option<usize>) -> Result<usize, usize> {
+    fn transition(&self, f: impl FnMut(u32) -> Option<u32>) -> Result<u32, u32> {
         self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
     }
 
@@ -166,7 +166,7 @@ impl State {
 
     /// Taken out of a run queue: `SCHEDULED` → `RUNNING`. Returns the bits
     /// before, or `Err` if the task completed meanwhile (shut down while queued).
-    fn start_poll(&self) -> Result<usize, usize> {
+    fn start_poll(&self) -> Result<u32, u32> {
         self.transition(|s| if s & COMPLETE != 0 { None } else { Some((s & !SCHEDULED) | RUNNING) })
     }
 
@@ -236,7 +236,8 @@ pub(crate) struct TaskCell<F: Future> {
     /// For traces and errors.
     id: TaskId,
     /// Its place in the runtime's list of unfinished tasks (a slab key).
-    key: usize,
+    /// 32 bits, next to the 32-bit state: the two share one 8-byte word.
+    key: u32,
     /// The runtime it belongs to: a wake pushes the task into its queues.
     scheduler: Arc<Shared>,
     /// The future; `None` once it finished or was dropped. Only the thread
@@ -262,9 +263,9 @@ where
 {
     /// A new task, already `SCHEDULED` (its first poll is due), as the queue
     /// entry and the handle: two references to one allocation.
-    pub(crate) fn create(future: F, id: TaskId, key: usize, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
+    pub(crate) fn create(future: F, id: TaskId, key: u32, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
         let cell = Arc::new(TaskCell {
-            state: State(AtomicUsize::new(SCHEDULED)),
+            state: State(AtomicU32::new(SCHEDULED)),
             id,
             key,
             scheduler,

@@ -15,7 +15,8 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::reactor::{Reactor, TimerKey};
+use crate::reactor::Reactor;
+use crate::timers::TimerKey;
 
 /// How far "never" is, for a sleep so long that `Instant` cannot hold its deadline.
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

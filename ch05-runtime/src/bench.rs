@@ -32,12 +32,12 @@ use ch05_runtime::{Runtime, channel, spawn};
 const RUNS: usize = 5;
 /// Runs for the measurements that take a second or more each.
 const SLOW_RUNS: usize = 3;
-/// How long every GET waits at the server, and every sleep sleeps.
-const DELAY_MS: u64 = 1_000;
 
 /// The sizes of the work; `--quick` (for tests) makes everything small.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
+    /// How long every GET waits at the server, and every sleep sleeps (ms).
+    delay_ms: u64,
     tasks: usize,
     yields: usize,
     round_trips: usize,
@@ -45,8 +45,9 @@ struct Sizes {
     gets: usize,
 }
 
-const FULL: Sizes = Sizes { tasks: 1_000_000, yields: 1_000_000, round_trips: 200_000, sleeps: 100_000, gets: 10_000 };
-const QUICK: Sizes = Sizes { tasks: 2_000, yields: 2_000, round_trips: 1_000, sleeps: 200, gets: 50 };
+const FULL: Sizes =
+    Sizes { delay_ms: 1_000, tasks: 1_000_000, yields: 1_000_000, round_trips: 200_000, sleeps: 100_000, gets: 10_000 };
+const QUICK: Sizes = Sizes { delay_ms: 50, tasks: 2_000, yields: 2_000, round_trips: 1_000, sleeps: 200, gets: 50 };
 
 /// The executors measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,20 +121,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut walls = Vec::new();
     let mut memory = Vec::new();
     for what in ["sleeps-single", "sleeps-multi"] {
-        let samples = runs_in_children(&mut progress, &[what, &sizes.sleeps.to_string()])?;
+        let samples = runs_in_children(&mut progress, &[what, &sizes.sleeps.to_string(), &sizes.delay_ms.to_string()])?;
         walls.push(d(median(&samples, |s| s.wall)));
         memory.push(report::bytes(median(&samples, |s| s.rss_rise) / sizes.sleeps as u64));
     }
     progress.start("a parked OS thread and a parked fiber");
     let thread_memory = measure::memory_per_parked_thread(1_000, 64 * 1024)?;
     let fibers_parked = sizes.sleeps.min(10_000);
-    let fiber = bench_kit::run_in_child(&["fibers".to_string(), fibers_parked.to_string()])?;
+    let fiber = bench_kit::run_in_child(&["fibers".to_string(), fibers_parked.to_string(), "0".to_string()])?;
     progress.finish_step();
     table.row(&[
-        format!("{} tasks sleeping {DELAY_MS} ms at once: wall", sizes.sleeps),
+        format!("{} tasks sleeping {} ms at once: wall", sizes.sleeps, sizes.delay_ms),
         walls[0].clone(),
         walls[1].clone(),
-        String::new(),
+        "-".to_string(),
     ]);
     table.row(&[
         "  memory per sleeping task".to_string(),
@@ -151,7 +152,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let server = BenchServer::from_env_or_child().context("starting the async delay server")?;
         let mut cells = Vec::new();
         for what in GETS {
-            let args = [what, &sizes.gets.to_string(), &server.addr.to_string()];
+            let args = [what, &sizes.gets.to_string(), &sizes.delay_ms.to_string(), &server.addr.to_string()];
             let samples = runs_in_children(&mut progress, &args)?;
             let failed: usize = samples.iter().map(|s| sizes.gets - s.outcome.answered).sum();
             let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
@@ -163,7 +164,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }
         for (row, what) in ["wall", "CPU time", "listen overflows"].iter().enumerate() {
             let label = match row {
-                0 => format!("{} GETs at once, {DELAY_MS} ms each: wall", sizes.gets),
+                0 => format!("{} GETs at once, {} ms each: wall", sizes.gets, sizes.delay_ms),
                 _ => format!("  {what}"),
             };
             let earlier = format!("ch04 coroutines {}; ch03 epoll loop {}", cells[2][row], cells[3][row]);
@@ -338,17 +339,19 @@ mod fibers {
 /// The hidden [`bench_kit::RUN`] subcommand: one run in this fresh process,
 /// printed as one sample line.
 pub fn run_one(args: &[String]) -> anyhow::Result<()> {
-    let (what, n, addr) = match args {
-        [what, n] => (what.as_str(), n.parse::<usize>()?, None),
-        [what, n, addr] => (what.as_str(), n.parse::<usize>()?, Some(addr.parse::<SocketAddr>()?)),
-        _ => bail!("usage: {} <what> <n> [addr]", bench_kit::RUN),
+    let (what, n, delay, addr) = match args {
+        [what, n, delay] => (what.as_str(), n.parse::<usize>()?, delay.parse::<u64>()?, None),
+        [what, n, delay, addr] => {
+            (what.as_str(), n.parse::<usize>()?, delay.parse::<u64>()?, Some(addr.parse::<SocketAddr>()?))
+        }
+        _ => bail!("usage: {} <what> <n> <delay ms> [addr]", bench_kit::RUN),
     };
     sys::raise_open_files_limit()?;
-    let path = http::path(DELAY_MS, "x");
+    let path = http::path(delay, "x");
     let sample = bench_kit::measure_run(|| {
         let answered = match (what, addr) {
-            ("sleeps-single", None) => sleeps(Flavor::Single, n)?,
-            ("sleeps-multi", None) => sleeps(Flavor::Multi, n)?,
+            ("sleeps-single", None) => sleeps(Flavor::Single, n, delay)?,
+            ("sleeps-multi", None) => sleeps(Flavor::Multi, n, delay)?,
             ("fibers", None) => fibers::parked(n).map(|()| n)?,
             ("gets-single", Some(addr)) => gets(Flavor::Single, addr, &path, n)?,
             ("gets-multi", Some(addr)) => gets(Flavor::Multi, addr, &path, n)?,
@@ -367,11 +370,11 @@ pub fn run_one(args: &[String]) -> anyhow::Result<()> {
 }
 
 // ANCHOR: bench_sleeps
-/// `n` tasks, each sleeping [`DELAY_MS`] at the same time.
-fn sleeps(flavor: Flavor, n: usize) -> io::Result<usize> {
+/// `n` tasks, each sleeping `delay_ms` at the same time.
+fn sleeps(flavor: Flavor, n: usize, delay_ms: u64) -> io::Result<usize> {
     let runtime = flavor.runtime()?;
     Ok(runtime.block_on(async move {
-        let handles: Vec<_> = (0..n).map(|_| spawn(sleep(Duration::from_millis(DELAY_MS)))).collect();
+        let handles: Vec<_> = (0..n).map(|_| spawn(sleep(Duration::from_millis(delay_ms)))).collect();
         let mut ok = 0;
         for handle in handles {
             ok += usize::from(handle.await.is_ok());

@@ -222,7 +222,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     say!("main", "got {bodies:?} in {} ms: same futures, another executor", started.elapsed().as_millis());
     drop(multi);
 
-    loose_coupling(addr)?;
+    loose_coupling(addr, &tracer)?;
     Ok(())
 }
 
@@ -292,14 +292,14 @@ fn channel_between_tasks(runtime: &Runtime) {
 // ANCHOR: demo_loose_coupling
 /// Part 7: the leaf futures need no particular executor, and the executor
 /// needs no particular future.
-fn loose_coupling(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+fn loose_coupling(addr: std::net::SocketAddr, tracer: &Option<Tracer>) -> anyhow::Result<()> {
     section(7, "loose coupling: the reactor and the executor meet only through Waker");
     let body = waker::block_on(async move {
         sleep(Duration::from_millis(10)).await;
         http::get(addr, &path(20, "no runtime needed")).await?.into_ok_body()
     })?;
     say!("main", "waker::block_on (poll, park, repeat; a hand-written waker) ran a sleep and a GET: {body:?}");
-    let runtime = Runtime::new()?;
+    let runtime = builder(tracer).build()?;
     let said = runtime.block_on(async { spawn(std_only::ThreadTimer::after(Duration::from_millis(10))).await })?;
     say!("main", "a future that imports nothing from ch05 ran as our task: {said:?}");
     Ok(())

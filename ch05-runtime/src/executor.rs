@@ -126,7 +126,7 @@ impl Builder {
         }
         let shared = Arc::new(Shared {
             flavor,
-            injector: Mutex::new(Injector { queue: VecDeque::new(), driver: None, idle_workers: 0, closed: false }),
+            injector: Mutex::new(Injector { queue: VecDeque::new(), driver: None, idle_workers: 0, notified: 0, closed: false }),
             work_available: Condvar::new(),
             tasks: Mutex::new(TaskList { slab: Slab::new(), closed: false }),
             blocking: BlockingPool::new(self.max_blocking_threads),
@@ -187,6 +187,9 @@ struct Injector {
     driver: Option<Thread>,
     /// Multi-threaded: workers waiting on `work_available`.
     idle_workers: usize,
+    /// Multi-threaded: wake-ups sent to idle workers that have not woken yet
+    /// (a burst of pushes wakes each idle worker once, not once per push).
+    notified: usize,
     /// Set at shutdown: pushes are dropped instead of queued.
     closed: bool,
 }
@@ -271,7 +274,8 @@ impl Shared {
                 // waking an idle worker for it would only move it to another
                 // CPU (~50 µs here). Wake one only if more than that one task
                 // is waiting, or if the wake came from outside the workers.
-                if injector.idle_workers > 0 && (!from_worker || injector.queue.len() > 1) {
+                if injector.idle_workers > injector.notified && (!from_worker || injector.queue.len() > 1) {
+                    injector.notified += 1;
                     self.work_available.notify_one();
                 }
             }
@@ -554,6 +558,7 @@ fn worker(shared: Arc<Shared>) {
                 injector.idle_workers += 1;
                 injector = shared.work_available.wait(injector).unwrap_or_else(PoisonError::into_inner);
                 injector.idle_workers -= 1;
+                injector.notified = injector.notified.saturating_sub(1);
             }
         };
         task.run();

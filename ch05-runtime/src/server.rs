@@ -273,17 +273,16 @@ enum Head {
 
 /// Reads until the blank line that ends the request head.
 async fn read_head(stream: &mut TcpStream) -> Head {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    let mut head = Vec::new();
     loop {
-        let n = match stream.read(&mut chunk).await {
-            Ok(0) => return Head::Gone(format!("end of file after {} byte(s), before a complete request", head.len())),
-            Ok(n) => n,
+        let filled = head.len();
+        match stream.read_append(&mut head).await {
+            Ok(0) => return Head::Gone(format!("end of file after {filled} byte(s), before a complete request")),
+            Ok(_) => {}
             Err(e) => return Head::Gone(format!("read failed: {e}")),
-        };
+        }
         // Only the new bytes (and the three before them) can complete "\r\n\r\n".
-        let search_from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..n]);
+        let search_from = filled.saturating_sub(3);
         if let Some(end) = http::find_head_end(&head[search_from..]) {
             let end = search_from + end + 4;
             if end > MAX_HEAD_BYTES {
@@ -306,7 +305,7 @@ async fn read_head(stream: &mut TcpStream) -> Head {
 /// the timer. Whichever the reactor reports first decides.
 async fn delay_unless_gone(stream: &mut TcpStream, delay: Duration) -> bool {
     let mut timer = sleep(delay);
-    let mut scratch = [0u8; 512];
+    let mut scratch = [0u8; 64]; // small: it is part of the task's state while it waits
     poll_fn(|cx| {
         loop {
             match stream.poll_read(cx, &mut scratch) {

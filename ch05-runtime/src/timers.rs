@@ -113,6 +113,7 @@ impl Timers {
         self.heap.peek().map(|Reverse((deadline, _, _))| *deadline)
     }
 
+    // ANCHOR: expired
     /// Takes out every timer due at `now`, in deadline order, with its waker.
     pub(crate) fn expired(&mut self, now: Instant, wakers: &mut Vec<Waker>) {
         while let Some(&Reverse((deadline, index, generation))) = self.heap.peek() {
@@ -123,6 +124,7 @@ impl Timers {
             wakers.extend(self.remove(TimerKey { index, generation })); // nothing if stale
         }
     }
+    // ANCHOR_END: expired
 
     /// How many timers are pending.
     pub(crate) fn len(&self) -> usize {

@@ -26,7 +26,7 @@ use ch01_os_threads::report::{self, Table};
 use ch01_os_threads::{http, measure, say, sys};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::sleep;
-use ch05_runtime::{Runtime, channel, spawn};
+use ch05_runtime::{IoDriver, Runtime, channel, spawn};
 
 /// Runs per measurement; the table shows the median.
 const RUNS: usize = 5;
@@ -49,19 +49,39 @@ const FULL: Sizes =
     Sizes { delay_ms: 1_000, tasks: 1_000_000, yields: 1_000_000, round_trips: 200_000, sleeps: 100_000, gets: 10_000 };
 const QUICK: Sizes = Sizes { delay_ms: 50, tasks: 2_000, yields: 2_000, round_trips: 1_000, sleeps: 200, gets: 50 };
 
-/// The executors measured.
+/// The runtimes measured: single-threaded with the process's reactor
+/// thread, single-threaded driving its own reactor (tokio's way), and two
+/// worker threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavor {
     Single,
+    OwnReactor,
     Multi,
 }
 
 impl Flavor {
+    /// In the table's column order.
+    const ALL: [Flavor; 3] = [Flavor::Single, Flavor::OwnReactor, Flavor::Multi];
+
     fn runtime(self) -> io::Result<Runtime> {
         match self {
             Flavor::Single => Runtime::new(),
+            Flavor::OwnReactor => Runtime::builder().io_driver(IoDriver::ExecutorThread).build(),
             Flavor::Multi => Runtime::builder().worker_threads(2).build(),
         }
+    }
+
+    /// The word for `bench-run` arguments.
+    fn id(self) -> &'static str {
+        match self {
+            Flavor::Single => "single",
+            Flavor::OwnReactor => "own-reactor",
+            Flavor::Multi => "multi",
+        }
+    }
+
+    fn from_id(id: &str) -> Option<Flavor> {
+        Flavor::ALL.into_iter().find(|flavor| flavor.id() == id)
     }
 }
 
@@ -74,86 +94,91 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let limit = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
     let gets_fit = sizes.gets as u64 + 100 <= limit;
     println!("{}", report::machine());
-    let steps = 3 * 2 + 1 + 2 * SLOW_RUNS + 1 + if gets_fit { GETS.len() * SLOW_RUNS } else { 0 };
+    let flavors = Flavor::ALL.len();
+    let steps = 3 * flavors + 1 + (flavors + 1) * SLOW_RUNS + if gets_fit { (flavors + 2) * SLOW_RUNS } else { 0 };
     let mut progress = Progress::new(steps);
-    let mut table = Table::new(&["work", "ch05, 1 thread", "ch05, 2 workers", "earlier chapters, same work"]);
+    let mut table = Table::new(&[
+        "work",
+        "ch05: reactor thread",
+        "ch05: own reactor",
+        "ch05: 2 workers",
+        "earlier chapters, same work",
+    ]);
+    let d = report::duration;
 
-    // In this process: the cost of one operation, on both executors.
-    let mut both = |what: &str, n: usize, f: fn(Flavor, usize) -> io::Result<Duration>| -> anyhow::Result<_> {
+    // In this process: the cost of one operation, on each runtime.
+    let mut each = |what: &str, n: usize, f: fn(Flavor, usize) -> io::Result<Duration>| -> anyhow::Result<_> {
         let mut cells = Vec::new();
-        for flavor in [Flavor::Single, Flavor::Multi] {
-            progress.start(&format!("{what}, {flavor:?}"));
-            cells.push(report::duration(report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32));
+        for flavor in Flavor::ALL {
+            progress.start(&format!("{what}, {}", flavor.id()));
+            cells.push(d(report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32));
             progress.finish_step();
         }
         Ok(cells)
     };
-    let spawn = both("spawn + complete", sizes.tasks, spawn_complete)?;
-    let yields = both("yield", sizes.yields, yield_loop)?;
-    let ping = both("ping-pong", sizes.round_trips, ping_pong)?;
+    let spawn = each("spawn + complete", sizes.tasks, spawn_complete)?;
+    let yields = each("yield", sizes.yields, yield_loop)?;
+    let ping = each("ping-pong", sizes.round_trips, ping_pong)?;
     progress.start("chapters 1 and 2 doing the same");
     let thread_spawn = report::median_of(RUNS, || measure::on_one_cpu(|| measure::spawn_join(1_000, 64 * 1024)))?;
     let fiber_spawn = report::median_of(RUNS, || fibers::spawn_join(sizes.tasks.min(100_000)))?;
     let fiber_yield = report::median_of(RUNS, || fibers::yield_round_trip(sizes.yields))?;
     let thread_hand_over = report::median_of(RUNS, || measure::ping_pong(sizes.round_trips.min(20_000), true))?;
     progress.finish_step();
-    let d = report::duration;
-    table.row(&[
+    let row = |table: &mut Table, label: String, cells: &[String], earlier: String| {
+        table.row(&[label, cells[0].clone(), cells[1].clone(), cells[2].clone(), earlier]);
+    };
+    row(
+        &mut table,
         format!("spawn + complete, per task ({} tasks)", sizes.tasks),
-        spawn[0].clone(),
-        spawn[1].clone(),
+        &spawn,
         format!("ch02 fiber spawn + join {}; ch01 OS thread {}", d(fiber_spawn), d(thread_spawn)),
-    ]);
-    table.row(&[
+    );
+    row(
+        &mut table,
         format!("yield: one wake + poll ({} times)", sizes.yields),
-        yields[0].clone(),
-        yields[1].clone(),
+        &yields,
         format!("ch02 fiber yield there and back {}", d(fiber_yield)),
-    ]);
-    table.row(&[
+    );
+    row(
+        &mut table,
         format!("ping-pong over a channel, per round trip ({})", sizes.round_trips),
-        ping[0].clone(),
-        ping[1].clone(),
+        &ping,
         format!("ch01 two OS threads on one CPU {}", d(thread_hand_over * 2)),
-    ]);
+    );
 
     // Fresh processes: many sleeping tasks at once.
-    let mut walls = Vec::new();
-    let mut memory = Vec::new();
-    for what in ["sleeps-single", "sleeps-multi"] {
-        let samples = runs_in_children(&mut progress, &[what, &sizes.sleeps.to_string(), &sizes.delay_ms.to_string()])?;
+    let (mut walls, mut memory) = (Vec::new(), Vec::new());
+    for flavor in Flavor::ALL {
+        let args = ["sleeps", flavor.id(), &sizes.sleeps.to_string(), &sizes.delay_ms.to_string()];
+        let samples = runs_in_children(&mut progress, &args)?;
         walls.push(d(median(&samples, |s| s.wall)));
         memory.push(report::bytes(median(&samples, |s| s.rss_rise) / sizes.sleeps as u64));
     }
     progress.start("a parked OS thread and a parked fiber");
     let thread_memory = measure::memory_per_parked_thread(1_000, 64 * 1024)?;
     let fibers_parked = sizes.sleeps.min(10_000);
-    let fiber = bench_kit::run_in_child(&["fibers".to_string(), fibers_parked.to_string(), "0".to_string()])?;
+    let args = ["fibers", "-", &fibers_parked.to_string(), "0"].map(String::from);
+    let fiber = bench_kit::run_in_child(&args)?;
     progress.finish_step();
-    table.row(&[
-        format!("{} tasks sleeping {} ms at once: wall", sizes.sleeps, sizes.delay_ms),
-        walls[0].clone(),
-        walls[1].clone(),
-        "-".to_string(),
-    ]);
-    table.row(&[
-        "  memory per sleeping task".to_string(),
-        memory[0].clone(),
-        memory[1].clone(),
-        format!(
-            "ch02 parked fiber {}; ch01 parked OS thread {}",
-            report::bytes(fiber.rss_rise / fibers_parked as u64),
-            report::bytes(thread_memory.resident_per_thread)
-        ),
-    ]);
+    let sleeping = format!("{} tasks sleeping {} ms at once: wall", sizes.sleeps, sizes.delay_ms);
+    row(&mut table, sleeping, &walls, "-".to_string());
+    let earlier = format!(
+        "ch02 parked fiber {}; ch01 parked OS thread {}",
+        report::bytes(fiber.rss_rise / fibers_parked as u64),
+        report::bytes(thread_memory.resident_per_thread)
+    );
+    row(&mut table, "  memory per sleeping task".to_string(), &memory, earlier);
 
     // Fresh processes against this chapter's async server in another one.
     if gets_fit {
         let server = BenchServer::from_env_or_child().context("starting the async delay server")?;
+        let (n, delay, addr) = (sizes.gets.to_string(), sizes.delay_ms.to_string(), server.addr.to_string());
         let mut cells = Vec::new();
-        for what in GETS {
-            let args = [what, &sizes.gets.to_string(), &sizes.delay_ms.to_string(), &server.addr.to_string()];
-            let samples = runs_in_children(&mut progress, &args)?;
+        let runs =
+            Flavor::ALL.map(|flavor| ["gets", flavor.id()]).into_iter().chain([["gets", "ch04"], ["gets", "ch03"]]);
+        for [what, how] in runs {
+            let samples = runs_in_children(&mut progress, &[what, how, &n, &delay, &addr])?;
             let failed: usize = samples.iter().map(|s| sizes.gets - s.outcome.answered).sum();
             let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
             cells.push([
@@ -162,13 +187,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 median(&samples, |s| s.outcome.polls.unwrap_or(0)).to_string(),
             ]);
         }
-        for (row, what) in ["wall", "CPU time", "listen overflows"].iter().enumerate() {
-            let label = match row {
+        for (i, what) in ["wall", "CPU time", "listen overflows"].iter().enumerate() {
+            let label = match i {
                 0 => format!("{} GETs at once, {} ms each: wall", sizes.gets, sizes.delay_ms),
                 _ => format!("  {what}"),
             };
-            let earlier = format!("ch04 coroutines {}; ch03 epoll loop {}", cells[2][row], cells[3][row]);
-            table.row(&[label, cells[0][row].clone(), cells[1][row].clone(), earlier]);
+            let ours: Vec<String> = cells[..flavors].iter().map(|cell| cell[i].clone()).collect();
+            let earlier = format!("ch04 coroutines {}; ch03 epoll loop {}", cells[flavors][i], cells[flavors + 1][i]);
+            row(&mut table, label, &ours, earlier);
         }
         progress.clear();
         say!("main", "the GETs went to the {}", server.describe());
@@ -178,18 +204,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     print!("{table}");
     let legend = format!(
-        "Medians: {RUNS} runs in this process for the first three rows; {SLOW_RUNS} runs, each in a fresh \
-         process, for the others. Memory per task: the rise of the process's resident memory during the run \
-         (its peak minus where it started), divided by the tasks. Listen overflows: handshake packets dropped \
-         because the server's accept queue was full (TcpExt ListenOverflows, whole machine). The server is \
-         this chapter's async one, in a child process of its own."
+        "Runtimes: single-threaded with the process's reactor thread; single-threaded waiting in its own \
+         reactor's epoll_wait (IoDriver::ExecutorThread, tokio's way); two worker threads. Medians: {RUNS} \
+         runs in this process for the first three rows; {SLOW_RUNS} runs, each in a fresh process, for the \
+         others. Memory per task: the rise of the process's resident memory during the run (its peak minus \
+         where it started), divided by the tasks. Listen overflows: handshake packets dropped because the \
+         server's accept queue was full (TcpExt ListenOverflows, whole machine). The server is this \
+         chapter's async one, in a child process of its own."
     );
     print!("{}", report::wrap(&legend, 100, ""));
     Ok(())
 }
-
-/// The concurrent-GET runs: ours on both executors, then chapters 4 and 3.
-const GETS: [&str; 4] = ["gets-single", "gets-multi", "gets-ch04", "gets-ch03"];
 
 /// [`SLOW_RUNS`] runs of `bench-run <args>`, each in a fresh process. The
 /// listen overflows during each run go into `outcome.polls`, the sample's
@@ -339,29 +364,28 @@ mod fibers {
 /// The hidden [`bench_kit::RUN`] subcommand: one run in this fresh process,
 /// printed as one sample line.
 pub fn run_one(args: &[String]) -> anyhow::Result<()> {
-    let (what, n, delay, addr) = match args {
-        [what, n, delay] => (what.as_str(), n.parse::<usize>()?, delay.parse::<u64>()?, None),
-        [what, n, delay, addr] => {
-            (what.as_str(), n.parse::<usize>()?, delay.parse::<u64>()?, Some(addr.parse::<SocketAddr>()?))
-        }
-        _ => bail!("usage: {} <what> <n> <delay ms> [addr]", bench_kit::RUN),
+    let usage = || format!("usage: {} fibers|sleeps|gets <how> <n> <delay ms> [addr]", bench_kit::RUN);
+    let (what, how, n, delay, addr) = match args {
+        [what, how, n, delay] => (what, how, n, delay, None),
+        [what, how, n, delay, addr] => (what, how, n, delay, Some(addr.parse::<SocketAddr>()?)),
+        _ => bail!(usage()),
     };
+    let (n, delay): (usize, u64) = (n.parse()?, delay.parse()?);
     sys::raise_open_files_limit()?;
     let path = http::path(delay, "x");
+    let flavor = Flavor::from_id(how);
     let sample = bench_kit::measure_run(|| {
-        let answered = match (what, addr) {
-            ("sleeps-single", None) => sleeps(Flavor::Single, n, delay)?,
-            ("sleeps-multi", None) => sleeps(Flavor::Multi, n, delay)?,
-            ("fibers", None) => fibers::parked(n).map(|()| n)?,
-            ("gets-single", Some(addr)) => gets(Flavor::Single, addr, &path, n)?,
-            ("gets-multi", Some(addr)) => gets(Flavor::Multi, addr, &path, n)?,
-            ("gets-ch04", Some(addr)) => gets_ch04(addr, &path, n)?,
-            ("gets-ch03", Some(addr)) => {
+        let answered = match (what.as_str(), how.as_str(), flavor, addr) {
+            ("fibers", _, _, None) => fibers::parked(n).map(|()| n)?,
+            ("sleeps", _, Some(flavor), None) => sleeps(flavor, n, delay)?,
+            ("gets", _, Some(flavor), Some(addr)) => gets(flavor, addr, &path, n)?,
+            ("gets", "ch04", None, Some(addr)) => gets_ch04(addr, &path, n)?,
+            ("gets", "ch03", None, Some(addr)) => {
                 let paths = vec![path.clone(); n];
                 let results = ch03_epoll::client::get_all(addr, &paths, Duration::from_secs(60), |_| {})?;
                 results.iter().filter(|r| r.as_ref().is_ok_and(|response| response.status == 200)).count()
             }
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown bench run {what:?}"))),
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, usage())),
         };
         Ok(Outcome { answered, ..Outcome::default() })
     })?;

@@ -31,24 +31,32 @@
 //!   `VecDeque` only that thread touches (no lock); a wake from another
 //!   thread (the reactor, a blocking job) goes through the *injector*, a
 //!   mutex-protected queue, and unparks the thread.
-//! - **multi-threaded** ([`Builder::worker_threads`]): `n` worker threads
-//!   take tasks from the injector and wait on a condition variable when it is
-//!   empty. One shared queue keeps it simple and fair; its lock is the price.
+//! - **multi-threaded** ([`Builder::worker_threads`](crate::Builder::worker_threads)):
+//!   `n` worker threads take tasks from the injector and wait on a condition
+//!   variable when it is empty. One shared queue keeps it simple and fair;
+//!   its lock is the price.
+//!
+//! A single-threaded runtime built with [`IoDriver::ExecutorThread`](crate::IoDriver)
+//! waits in its own reactor's `epoll_wait` instead of parking: the wait
+//! phase and the reactor's wait are then the same system call, on the same
+//! thread.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
 use std::pin::pin;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 
 use ch01_os_threads::say;
 
 use crate::blocking::BlockingPool;
 use crate::join::JoinHandle;
+use crate::reactor::{self, CurrentReactor, Driver, Reactor};
+use crate::runtime::{Flavor, Runtime};
 use crate::slab::Slab;
 use crate::task::{Task, TaskCell, TaskId};
 use crate::trace::{Event, Tracer, WakeSource};
@@ -58,105 +66,6 @@ use crate::waker::Signal;
 /// `block_on` future and the injector again, so neither waits behind a
 /// long local queue.
 const BATCH: usize = 61;
-
-/// Which executor a [`Runtime`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// Tasks run on the thread inside [`Runtime::block_on`].
-    CurrentThread,
-    /// Tasks run on this many worker threads.
-    MultiThread(usize),
-}
-
-/// Sets a [`Runtime`] up: `Runtime::builder().worker_threads(2).build()`.
-#[derive(Debug, Clone)]
-pub struct Builder {
-    /// `None`: single-threaded. `Some(n)`: `n` workers.
-    worker_threads: Option<usize>,
-    /// The most threads `spawn_blocking` may start at once.
-    max_blocking_threads: usize,
-    /// Where task events go, if anywhere.
-    tracer: Option<Tracer>,
-    /// Print `[executor]` lines when the single-threaded loop parks and unparks.
-    log_cycle: bool,
-}
-
-impl Builder {
-    /// Tasks run on `n` worker threads (the multi-threaded executor).
-    /// Leave it out for the single-threaded one.
-    pub fn worker_threads(mut self, n: usize) -> Builder {
-        self.worker_threads = Some(n);
-        self
-    }
-
-    /// The most threads [`spawn_blocking`](crate::spawn_blocking) jobs may
-    /// occupy at once (default 4); more jobs wait in a queue.
-    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
-        self.max_blocking_threads = n;
-        self
-    }
-
-    /// Report every task's steps to `tracer` (see [`crate::trace`]).
-    pub fn trace(mut self, tracer: Tracer) -> Builder {
-        self.tracer = Some(tracer);
-        self
-    }
-
-    /// Print an `[executor]` line each time the single-threaded executor
-    /// parks (nothing to run) and wakes up.
-    pub fn log_cycle(mut self, on: bool) -> Builder {
-        self.log_cycle = on;
-        self
-    }
-
-    /// Starts the runtime (and its worker threads, if any).
-    pub fn build(self) -> io::Result<Runtime> {
-        let flavor = match self.worker_threads {
-            None => Flavor::CurrentThread,
-            Some(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "worker_threads must be at least 1 (leave it out for the single-threaded executor)",
-                ));
-            }
-            Some(n) => Flavor::MultiThread(n),
-        };
-        if self.max_blocking_threads == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "max_blocking_threads must be at least 1"));
-        }
-        let shared = Arc::new(Shared {
-            flavor,
-            injector: Mutex::new(Injector { queue: VecDeque::new(), driver: None, idle_workers: 0, notified: 0, closed: false }),
-            work_available: Condvar::new(),
-            tasks: Mutex::new(TaskList { slab: Slab::new(), closed: false }),
-            blocking: BlockingPool::new(self.max_blocking_threads),
-            tracer: self.tracer,
-            log_cycle: self.log_cycle,
-        });
-        let mut runtime = Runtime { shared, workers: Vec::new() };
-        if let Flavor::MultiThread(n) = flavor {
-            for index in 1..=n {
-                let shared = Arc::clone(&runtime.shared);
-                let worker = thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker(shared))?;
-                runtime.workers.push(worker); // on an error, dropping `runtime` stops those already started
-            }
-        }
-        Ok(runtime)
-    }
-}
-
-/// An executor with its queues, its tasks and its `spawn_blocking` pool.
-///
-/// Dropping it drops every task that has not finished (their `JoinHandle`s
-/// return an error that says so), which drops their sockets and timers,
-/// which deregisters them from the reactor.
-#[derive(Debug)]
-pub struct Runtime {
-    /// What tasks, wakers and workers share.
-    shared: Arc<Shared>,
-    /// The multi-threaded executor's worker threads.
-    workers: Vec<thread::JoinHandle<()>>,
-}
 
 /// The part of a runtime that tasks (through their wakers) and worker
 /// threads hold on to.
@@ -176,6 +85,10 @@ pub(crate) struct Shared {
     tracer: Option<Tracer>,
     /// Print `[executor]` park/unpark lines.
     log_cycle: bool,
+    /// `IoDriver::ExecutorThread`: the runtime's own reactor.
+    reactor: Option<Arc<Reactor>>,
+    /// ... and its waiting half, taken by `block_on` while it runs.
+    driver: Mutex<Option<Driver>>,
 }
 
 /// The shared run queue, behind [`Shared::injector`]'s mutex.
@@ -185,6 +98,9 @@ struct Injector {
     queue: VecDeque<Task>,
     /// Single-threaded: the thread inside `block_on`, to unpark after a push.
     driver: Option<Thread>,
+    /// Single-threaded with its own reactor: that thread is asleep in the
+    /// reactor's `epoll_wait` (unparking would not reach it; an interrupt does).
+    in_reactor: bool,
     /// Multi-threaded: workers waiting on `work_available`.
     idle_workers: usize,
     /// Multi-threaded: wake-ups sent to idle workers that have not woken yet
@@ -263,11 +179,7 @@ impl Shared {
         }
         injector.queue.push_back(task);
         match self.flavor {
-            Flavor::CurrentThread => {
-                if let Some(driver) = &injector.driver {
-                    driver.unpark(); // a no-op if it is awake, a futex wake if parked
-                }
-            }
+            Flavor::CurrentThread => self.wake_driver(&mut injector),
             Flavor::MultiThread(_) => {
                 // A worker that wakes a task (itself, or the receiver of its
                 // message) takes it from the queue as soon as its poll ends:
@@ -281,10 +193,80 @@ impl Shared {
             }
         }
     }
+
+    /// Wakes the single-threaded runtime's thread, wherever it waits.
+    fn wake_driver(&self, injector: &mut Injector) {
+        if let Some(driver) = &injector.driver {
+            driver.unpark(); // a no-op if it is awake, a futex wake if parked
+        }
+        if injector.in_reactor {
+            injector.in_reactor = false; // one interrupt is enough
+            if let Some(reactor) = &self.reactor {
+                reactor.interrupt(); // asleep in epoll_wait: write to its eventfd
+            }
+        }
+    }
 }
 // ANCHOR_END: schedule
 
 impl Shared {
+    pub(crate) fn new(
+        flavor: Flavor,
+        reactor: Option<(Arc<Reactor>, Driver)>,
+        blocking: BlockingPool,
+        tracer: Option<Tracer>,
+        log_cycle: bool,
+    ) -> Shared {
+        let (reactor, driver) = reactor.map_or((None, None), |(reactor, driver)| (Some(reactor), Some(driver)));
+        let injector = Injector {
+            queue: VecDeque::new(),
+            driver: None,
+            in_reactor: false,
+            idle_workers: 0,
+            notified: 0,
+            closed: false,
+        };
+        Shared {
+            flavor,
+            injector: Mutex::new(injector),
+            work_available: Condvar::new(),
+            tasks: Mutex::new(TaskList { slab: Slab::new(), closed: false }),
+            blocking,
+            tracer,
+            log_cycle,
+            reactor,
+            driver: Mutex::new(driver),
+        }
+    }
+
+    /// Single- or multi-threaded.
+    pub(crate) fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The runtime's own reactor, if it has one.
+    pub(crate) fn reactor(&self) -> Option<&Reactor> {
+        self.reactor.as_deref()
+    }
+
+    /// Shutdown, step 1: no more pushes; workers stop; the queued tasks come back.
+    pub(crate) fn close_injector(&self) -> VecDeque<Task> {
+        let queued = {
+            let mut injector = self.lock_injector();
+            injector.closed = true;
+            std::mem::take(&mut injector.queue)
+        };
+        self.work_available.notify_all();
+        queued
+    }
+
+    /// Shutdown, step 2: no more spawns; every unfinished task comes back.
+    pub(crate) fn close_task_list(&self) -> Vec<Task> {
+        let mut tasks = self.lock_tasks();
+        tasks.closed = true;
+        tasks.slab.drain()
+    }
+
     fn lock_injector(&self) -> MutexGuard<'_, Injector> {
         // No code panics while holding these locks (tasks are dropped after
         // they are released), so a poisoned lock still guards consistent data.
@@ -342,7 +324,7 @@ impl Shared {
     }
 
     /// How many tasks have not finished.
-    fn unfinished(&self) -> usize {
+    pub(crate) fn unfinished(&self) -> usize {
         self.lock_tasks().slab.len()
     }
 }
@@ -354,33 +336,54 @@ struct Enter {
     shared: Arc<Shared>,
     /// Whether this thread is the single-threaded runtime's `block_on` thread.
     driver: bool,
+    /// With its own reactor: that reactor's waiting half, held while this
+    /// thread drives it.
+    reactor_driver: Option<Driver>,
+    /// ... and that reactor made current for the leaf futures polled here.
+    _current_reactor: Option<CurrentReactor>,
 }
 
 impl Enter {
+    /// `runs_tasks`: this thread polls the runtime's tasks (the
+    /// single-threaded `block_on` thread, or a worker).
+    ///
     /// # Panics
     ///
     /// If this thread already runs a runtime: a `block_on` inside a task
     /// would stop that runtime's thread until the inner future finished,
-    /// and the tasks it waits for might need that very thread.
-    /// `runs_tasks`: this thread polls the runtime's tasks (the
-    /// single-threaded `block_on` thread, or a worker).
+    /// and the tasks it waits for might need that very thread. And if two
+    /// threads call `block_on` on one single-threaded runtime at once: its
+    /// tasks can only run on one of them.
     fn new(shared: &Arc<Shared>, runs_tasks: bool) -> Enter {
         CONTEXT.with(|cx| {
-            let mut runtime = cx.runtime.borrow_mut();
             assert!(
-                runtime.is_none(),
+                cx.runtime.borrow().is_none(),
                 "block_on called on a thread that is already running a runtime (inside a task, or nested block_on)"
             );
-            *runtime = Some(Arc::clone(shared));
+        });
+        let driver = runs_tasks && shared.flavor == Flavor::CurrentThread;
+        if driver {
+            let mut injector = shared.lock_injector();
+            assert!(
+                injector.driver.is_none(),
+                "block_on called from two threads at once on a single-threaded runtime (its tasks run on one thread)"
+            );
+            injector.driver = Some(thread::current());
+        }
+        CONTEXT.with(|cx| {
+            *cx.runtime.borrow_mut() = Some(Arc::clone(shared));
             if runs_tasks {
                 cx.runner.set(Arc::as_ptr(shared));
             }
         });
-        let driver = runs_tasks && shared.flavor == Flavor::CurrentThread;
-        if driver {
-            shared.lock_injector().driver = Some(thread::current());
-        }
-        Enter { shared: Arc::clone(shared), driver }
+        let (reactor_driver, current_reactor) = match (&shared.reactor, driver) {
+            (Some(own), true) => {
+                let taken = shared.driver.lock().unwrap_or_else(PoisonError::into_inner).take();
+                (taken, Some(reactor::enter(Arc::clone(own))))
+            }
+            _ => (None, None),
+        };
+        Enter { shared: Arc::clone(shared), driver, reactor_driver, _current_reactor: current_reactor }
     }
 }
 
@@ -393,6 +396,9 @@ impl Drop for Enter {
             cx.runner.set(ptr::null());
             std::mem::take(&mut *cx.local.borrow_mut())
         });
+        if let Some(driver) = self.reactor_driver.take() {
+            *self.shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(driver);
+        }
         if self.driver {
             let mut injector = self.shared.lock_injector();
             injector.driver = None;
@@ -403,79 +409,64 @@ impl Drop for Enter {
     }
 }
 
+/// The waker of the future given to a single-threaded `block_on`: a flag,
+/// then the same wake-up a task's wake from another thread gets.
+struct MainWaker {
+    /// Set by a wake, cleared when `block_on` polls the future.
+    woken: AtomicBool,
+    /// The runtime whose thread to wake.
+    shared: Arc<Shared>,
+}
+
+impl Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.shared.wake_driver(&mut self.shared.lock_injector());
+    }
+}
+
 impl Runtime {
-    /// A single-threaded runtime (tasks run inside [`block_on`](Self::block_on)).
-    pub fn new() -> io::Result<Runtime> {
-        Runtime::builder().build()
-    }
-
-    /// A [`Builder`] for other settings.
-    pub fn builder() -> Builder {
-        Builder { worker_threads: None, max_blocking_threads: 4, tracer: None, log_cycle: false }
-    }
-
-    /// Single- or multi-threaded.
-    pub fn flavor(&self) -> Flavor {
-        self.shared.flavor
-    }
-
-    /// Spawns a task; it starts at the runtime's next chance (for the
-    /// single-threaded one: inside the next `block_on`).
-    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.shared.spawn(future)
-    }
-
-    /// Runs `f` on this runtime's blocking pool (see [`crate::blocking`]).
-    pub fn spawn_blocking<T, F>(&self, f: F) -> JoinHandle<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.shared.blocking.spawn(f)
-    }
-
-    /// How many spawned tasks have not finished yet.
-    pub fn unfinished_tasks(&self) -> usize {
-        self.shared.unfinished()
-    }
-
-    // ANCHOR: block_on
     /// Runs `future` to completion on this thread and returns its output.
     /// Single-threaded: the spawned tasks run here too, meanwhile.
     ///
     /// # Panics
     ///
-    /// If called from inside a runtime (a task, or another `block_on`).
+    /// If called from inside a runtime (a task, or another `block_on`), or
+    /// from two threads at once on a single-threaded runtime.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        let _enter = Enter::new(&self.shared, self.shared.flavor == Flavor::CurrentThread);
-        // `block_on`'s own future is not a task: its waker only sets a flag
-        // and unparks this thread. It is pinned on this stack frame, which
-        // it never leaves before it is dropped (chapter 6).
-        let signal = Signal::for_current_thread();
-        let waker = Waker::from(Arc::clone(&signal));
+        match self.shared.flavor {
+            Flavor::CurrentThread => self.run_until(future),
+            Flavor::MultiThread(_) => self.wait_for(future),
+        }
+    }
+
+    // ANCHOR: block_on
+    /// The single-threaded executor: poll `future` when it was woken, run the
+    /// tasks, and wait when there is nothing to run, until `future` is ready.
+    fn run_until<F: Future>(&self, future: F) -> F::Output {
+        let mut enter = Enter::new(&self.shared, true);
+        // `block_on`'s own future is not a task: its waker sets a flag and
+        // wakes this thread. It is pinned on this stack frame, which it never
+        // leaves before it is dropped (chapter 6).
+        let main = Arc::new(MainWaker { woken: AtomicBool::new(true), shared: Arc::clone(&self.shared) });
+        let waker = Waker::from(Arc::clone(&main));
         let mut cx = Context::from_waker(&waker);
         let mut future = pin!(future);
         loop {
             // Poll phase (a): the future given to block_on, when woken.
-            if signal.take() {
+            if main.woken.swap(false, Ordering::Acquire) {
                 let _source = self.shared.tracer.as_ref().map(|_| WakeSource::BlockOn.enter());
                 if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                     return output;
                 }
             }
-            match self.shared.flavor {
-                // Poll phase (b): the tasks; then the wait phase if none ran.
-                Flavor::CurrentThread => {
-                    if self.run_tasks() == 0 {
-                        self.park(&signal);
-                    }
-                }
-                // The workers run the tasks; this thread only waits.
-                Flavor::MultiThread(_) => signal.wait_keeping_flag(),
+            // Poll phase (b): the tasks; then the wait phase if none ran.
+            if self.run_tasks() == 0 {
+                self.wait(&main, enter.reactor_driver.as_mut());
             }
         }
     }
@@ -508,33 +499,64 @@ impl Runtime {
         first
     }
 
-    /// Single-threaded wait phase: nothing to run, so park until a wake
-    /// (a task pushed into the injector, or `block_on`'s future woken).
-    fn park(&self, signal: &Signal) {
-        // A wake from another thread may have come in since we looked; the
-        // injector is checked under its lock, and any push after this check
-        // unparks us, so `park` returns at once (unpark before park counts).
-        if !self.shared.lock_injector().queue.is_empty() || signal.is_set() {
-            return;
+    /// Single-threaded wait phase: nothing to run, so sleep until a wake:
+    /// parked (the reactor thread unparks us), or inside our own reactor's
+    /// `epoll_wait` (its events wake our tasks right here, on this thread).
+    fn wait(&self, main: &MainWaker, driver: Option<&mut Driver>) {
+        // A wake from another thread may have come in since we looked. The
+        // injector and the flag are checked under the injector's lock, and
+        // a wake after this check unparks us (unpark before park counts) or
+        // interrupts the `epoll_wait` we are about to enter.
+        {
+            let mut injector = self.shared.lock_injector();
+            if !injector.queue.is_empty() || main.woken.load(Ordering::Acquire) {
+                return;
+            }
+            injector.in_reactor = driver.is_some();
         }
-        if self.shared.log_cycle {
-            say!("executor", "nothing to run: park ({} task(s) waiting to be woken)", self.shared.unfinished());
+        let log = self.shared.log_cycle;
+        match (driver, &self.shared.reactor) {
+            (Some(driver), Some(reactor)) => {
+                if log {
+                    say!(
+                        "executor",
+                        "nothing to run: wait in our reactor ({} task(s) waiting)",
+                        self.shared.unfinished()
+                    );
+                }
+                reactor.turn(driver);
+                self.shared.lock_injector().in_reactor = false;
+            }
+            _ => {
+                if log {
+                    say!("executor", "nothing to run: park ({} task(s) waiting to be woken)", self.shared.unfinished());
+                }
+                thread::park();
+            }
         }
-        thread::park();
-        if self.shared.log_cycle {
-            let queued = self.shared.lock_injector().queue.len();
-            let main = if signal.is_set() { ", block_on's future woken" } else { "" };
-            say!("executor", "unparked: {queued} task(s) in the injector{main}");
+        if log {
+            let (local, injected) =
+                (CONTEXT.with(|cx| cx.local.borrow().len()), self.shared.lock_injector().queue.len());
+            let main = if main.woken.load(Ordering::Acquire) { ", block_on's future woken" } else { "" };
+            say!("executor", "awake: {local} task(s) woken on this thread, {injected} in the injector{main}");
         }
     }
     // ANCHOR_END: block_on
-}
 
-impl Signal {
-    /// Parks until the flag is set, and leaves it set (the caller takes it).
-    fn wait_keeping_flag(&self) {
-        while !self.is_set() {
-            thread::park();
+    /// The multi-threaded executor's `block_on`: the workers run the tasks;
+    /// this thread polls `future` when woken and parks in between.
+    fn wait_for<F: Future>(&self, future: F) -> F::Output {
+        let _enter = Enter::new(&self.shared, false);
+        let signal = Signal::for_current_thread();
+        let waker = Waker::from(Arc::clone(&signal));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            let _source = self.shared.tracer.as_ref().map(|_| WakeSource::BlockOn.enter());
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            signal.wait();
         }
     }
 }
@@ -543,7 +565,7 @@ impl Signal {
 /// A worker thread of the multi-threaded executor: poll phase (take a task
 /// from the injector, run it), wait phase (no task: sleep on the condition
 /// variable until a wake pushes one), until the runtime shuts down.
-fn worker(shared: Arc<Shared>) {
+pub(crate) fn worker(shared: Arc<Shared>) {
     let _enter = Enter::new(&shared, true);
     loop {
         let task = {
@@ -565,53 +587,6 @@ fn worker(shared: Arc<Shared>) {
     }
 }
 // ANCHOR_END: worker
-
-// ANCHOR: shutdown
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        // 1. Close the injector: workers stop once they finish their current
-        //    poll, and wakes from now on are dropped instead of queued.
-        let queued = {
-            let mut injector = self.shared.lock_injector();
-            injector.closed = true;
-            std::mem::take(&mut injector.queue)
-        };
-        self.shared.work_available.notify_all();
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-        drop(queued);
-        // 2. Drop every unfinished task's future: idle tasks are referenced
-        //    only by wakers (held by the reactor, a channel, a timer), so the
-        //    list is the only way to reach them. Dropping a future drops its
-        //    sockets and timers, and they deregister themselves.
-        let unfinished = {
-            let mut tasks = self.shared.lock_tasks();
-            tasks.closed = true;
-            tasks.slab.drain()
-        };
-        for task in unfinished {
-            task.shut_down();
-        }
-        // 3. The blocking pool: queued jobs are dropped, idle threads exit.
-        self.shared.blocking.shut_down();
-    }
-}
-// ANCHOR_END: shutdown
-
-/// Spawns a task onto the runtime this code runs in (inside `block_on` or a task).
-///
-/// # Panics
-///
-/// Outside a runtime: there is no executor to run the task. Use
-/// [`Runtime::spawn`] there.
-pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    current().spawn(future)
-}
 
 /// The runtime of the current thread.
 ///

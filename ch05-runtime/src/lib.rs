@@ -35,8 +35,10 @@
 //!
 //! - [`waker`]: a `Waker` written out by hand (its vtable), the same through
 //!   `std::task::Wake`, and the smallest executor (`block_on`).
-//! - [`executor`]: the poll → wait → wake cycle: [`Runtime`], `block_on`,
-//!   `spawn`, the run queues, worker threads, shutdown.
+//! - [`executor`]: the poll → wait → wake cycle: `block_on`, the run queues,
+//!   `schedule` (what a wake does), worker threads. [`runtime`]: the
+//!   [`Runtime`], its [`Builder`] (which executor, which [`IoDriver`]) and
+//!   what dropping it does.
 //! - [`task`]: one allocation per task: the state bits, the future, the
 //!   result. [`join`]: the [`JoinHandle`] and [`JoinError`].
 //! - [`reactor`]: the reactor thread, its `Token → waker` table and its
@@ -61,6 +63,7 @@ pub mod http;
 pub mod join;
 pub mod net;
 pub mod reactor;
+pub mod runtime;
 pub mod server;
 mod slab;
 pub mod svg;
@@ -71,5 +74,5 @@ pub mod trace;
 pub mod waker;
 
 pub use blocking::spawn_blocking;
-pub use executor::{Builder, Flavor, Runtime, spawn};
 pub use join::{JoinError, JoinHandle};
+pub use runtime::{Builder, Flavor, IoDriver, Runtime, spawn};

@@ -25,13 +25,16 @@
 //!
 //! It never learns which task or which executor a waker belongs to.
 //!
-//! There is one reactor per process, started on first use, on its own
-//! thread named `reactor` (the design of the book this course follows).
-//! tokio instead gives each runtime its own I/O driver and has an idle
-//! worker thread call `epoll_wait` itself, which saves the hop from the
-//! reactor's thread to the executor's; the chapter page measures what that
-//! hop costs here.
+//! The process has one reactor on its own thread, named `reactor`, started on
+//! first use: the design of the book this course follows, where any executor
+//! can use it. A single-threaded runtime can instead own a reactor and wait
+//! in its `epoll_wait` itself when it has nothing to run
+//! ([`IoDriver::ExecutorThread`](crate::IoDriver), tokio's design), which
+//! saves the hop from the reactor's thread to the executor's: the same loop
+//! body ([`Reactor::turn`]) runs on a different thread. A socket or timer
+//! remembers which reactor it registered with ([`Handle`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,7 +145,31 @@ static REACTOR: OnceLock<Reactor> = OnceLock::new();
 /// Held while the reactor starts, so only one thread starts it.
 static STARTING: Mutex<()> = Mutex::new(());
 
+/// The waiting half of a reactor: mio's `Poll`, room for its events, and the
+/// wakers of one round. Owned by the one thread that drives the reactor.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    /// The epoll instance.
+    poll: mio::Poll,
+    /// Room for what one `epoll_wait` returns.
+    events: Events,
+    /// Wakers to call after a round (collected first, called outside the locks).
+    to_wake: Vec<Waker>,
+}
+
 impl Reactor {
+    /// A reactor and its driver, not yet driven by anyone.
+    fn new() -> io::Result<(Reactor, Driver)> {
+        let poll = mio::Poll::new()?;
+        let reactor = Reactor {
+            registry: poll.registry().try_clone()?,
+            waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
+            sources: Mutex::new(Sources { map: HashMap::new(), next_token: 0 }),
+            timers: Mutex::new(TimerState { table: Timers::default(), reactor: ReactorWait::Busy }),
+        };
+        Ok((reactor, Driver { poll, events: Events::with_capacity(EVENTS_CAPACITY), to_wake: Vec::new() }))
+    }
+
     /// The process's reactor, started (with its thread) on first use.
     pub fn get() -> io::Result<&'static Reactor> {
         if let Some(reactor) = REACTOR.get() {
@@ -152,17 +179,17 @@ impl Reactor {
         if let Some(reactor) = REACTOR.get() {
             return Ok(reactor); // another thread started it while we waited
         }
-        let poll = mio::Poll::new()?;
-        let reactor = Reactor {
-            registry: poll.registry().try_clone()?,
-            waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
-            sources: Mutex::new(Sources { map: HashMap::new(), next_token: 0 }),
-            timers: Mutex::new(TimerState { table: Timers::default(), reactor: ReactorWait::Busy }),
-        };
+        let (reactor, driver) = Reactor::new()?;
         // The thread first waits for `REACTOR` to be set, so if starting it
         // fails, nothing was set and the next call tries again.
-        thread::Builder::new().name("reactor".into()).spawn(move || REACTOR.wait().run(poll))?;
+        thread::Builder::new().name("reactor".into()).spawn(move || REACTOR.wait().run(driver))?;
         Ok(REACTOR.get_or_init(|| reactor))
+    }
+
+    /// A reactor of a runtime's own, driven by that runtime's thread.
+    pub(crate) fn owned() -> io::Result<(Arc<Reactor>, Driver)> {
+        let (reactor, driver) = Reactor::new()?;
+        Ok((Arc::new(reactor), driver))
     }
 
     /// The process's reactor, if it was started.
@@ -180,52 +207,66 @@ impl Reactor {
         self.timers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    // ANCHOR: reactor_loop
-    /// The reactor thread: wait, then wake, forever.
-    fn run(&self, mut poll: mio::Poll) {
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let mut to_wake = Vec::new();
+    /// The reactor thread: one round after another, forever.
+    fn run(&self, mut driver: Driver) {
         loop {
-            // Wait phase: sleep in epoll_wait until an event or the earliest timer.
-            let timeout = self.next_timeout();
-            if let Err(e) = poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // Not expected on Linux (EBADF, EFAULT, EINVAL are bugs);
-                    // say it, and do not spin if it repeats.
-                    eprintln!("[reactor] epoll_wait failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                }
-                continue;
-            }
-            self.timers().reactor = ReactorWait::Busy;
-
-            // Wake phase, sockets: token → ScheduledIo → the wakers waiting on it.
-            for event in events.iter() {
-                if event.token() == WAKE_TOKEN {
-                    continue; // only interrupted the wait: a nearer timer was added
-                }
-                let Some(io) = self.sources().map.get(&event.token()).cloned() else {
-                    continue; // deregistered since: nobody to wake
-                };
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                let woke = io.ready(readable, writable, &mut to_wake);
-                if logging() {
-                    say!("reactor", "token {} is {}: {woke}", event.token().0, describe(event));
-                }
-            }
-            {
-                let _source = WakeSource::Reactor.enter(); // for the trace: "woken by the reactor"
-                to_wake.drain(..).for_each(Waker::wake);
-            }
-
-            // Wake phase, timers: every timer whose deadline passed.
-            self.expired_timers(&mut to_wake);
-            let _source = WakeSource::Timer.enter();
-            to_wake.drain(..).for_each(Waker::wake);
+            self.turn(&mut driver);
         }
     }
+
+    // ANCHOR: reactor_loop
+    /// One round: wait in `epoll_wait` until an event, the earliest timer or
+    /// an [`interrupt`](Self::interrupt), then wake every task with progress
+    /// to make. The reactor thread does this forever; a runtime that owns its
+    /// reactor does it whenever it has nothing to run.
+    pub(crate) fn turn(&self, driver: &mut Driver) {
+        // Wait phase: sleep in epoll_wait until an event or the earliest timer.
+        let timeout = self.next_timeout();
+        if let Err(e) = driver.poll.poll(&mut driver.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                // Not expected on Linux (EBADF, EFAULT, EINVAL are bugs);
+                // say it, and do not spin if it repeats.
+                eprintln!("[reactor] epoll_wait failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+            return;
+        }
+        self.timers().reactor = ReactorWait::Busy;
+
+        // Wake phase, sockets: token → ScheduledIo → the wakers waiting on it.
+        for event in driver.events.iter() {
+            if event.token() == WAKE_TOKEN {
+                continue; // only interrupted the wait (a nearer timer, or work for its executor)
+            }
+            let Some(io) = self.sources().map.get(&event.token()).cloned() else {
+                continue; // deregistered since: nobody to wake
+            };
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+            let woke = io.ready(readable, writable, &mut driver.to_wake);
+            if logging() {
+                say!("reactor", "token {} is {}: {woke}", event.token().0, describe(event));
+            }
+        }
+        {
+            let _source = WakeSource::Reactor.enter(); // for the trace: "woken by the reactor"
+            driver.to_wake.drain(..).for_each(Waker::wake);
+        }
+
+        // Wake phase, timers: every timer whose deadline passed.
+        self.expired_timers(&mut driver.to_wake);
+        let _source = WakeSource::Timer.enter();
+        driver.to_wake.drain(..).for_each(Waker::wake);
+    }
     // ANCHOR_END: reactor_loop
+
+    /// Makes the thread asleep in [`turn`](Self::turn) return now (it writes
+    /// to the `eventfd` that `epoll_wait` also watches).
+    pub(crate) fn interrupt(&self) {
+        if let Err(e) = self.waker.wake() {
+            eprintln!("[reactor] could not interrupt epoll_wait: {e}");
+        }
+    }
 
     /// How long `epoll_wait` may sleep: until the earliest timer, or forever.
     /// Notes it, so that adding an earlier timer knows to interrupt the wait.
@@ -295,9 +336,7 @@ impl Reactor {
         if interrupt {
             timers.reactor = ReactorWait::Busy;
             drop(timers);
-            if let Err(e) = self.waker.wake() {
-                eprintln!("[reactor] could not interrupt epoll_wait for a new timer: {e}");
-            }
+            self.interrupt();
         }
         key
     }
@@ -383,14 +422,14 @@ pub(crate) struct IoSource<S: Source> {
     /// Its entry there, shared with the reactor.
     io: Arc<ScheduledIo>,
     /// The reactor it is registered with.
-    reactor: &'static Reactor,
+    reactor: Handle,
 }
 
 impl<S: Source> IoSource<S> {
-    /// Registers `source` with the reactor (starting it if needed).
+    /// Registers `source` with the current thread's reactor (see [`Handle::current`]).
     pub(crate) fn new(mut source: S) -> io::Result<IoSource<S>> {
-        let reactor = Reactor::get()?;
-        let (token, io) = reactor.register(&mut source)?;
+        let reactor = Handle::current()?;
+        let (token, io) = reactor.get().register(&mut source)?;
         Ok(IoSource { source, token, io, reactor })
     }
 
@@ -426,7 +465,7 @@ impl<S: Source> IoSource<S> {
 
 impl<S: Source> Drop for IoSource<S> {
     fn drop(&mut self) {
-        self.reactor.deregister(&mut self.source, self.token);
+        self.reactor.get().deregister(&mut self.source, self.token);
     }
 }
 // ANCHOR_END: io_source
@@ -434,10 +473,72 @@ impl<S: Source> Drop for IoSource<S> {
 /// How many sources are registered with the reactor right now (0 if it
 /// never started). Tests use it to check that dropped sockets deregister.
 pub fn registered_sources() -> usize {
-    Reactor::started().map_or(0, |reactor| reactor.sources().map.len())
+    Reactor::started().map_or(0, Reactor::sources_len)
 }
 
 /// How many timers are pending (0 if the reactor never started).
 pub fn pending_timers() -> usize {
-    Reactor::started().map_or(0, |reactor| reactor.timers().table.len())
+    Reactor::started().map_or(0, Reactor::timers_len)
+}
+
+thread_local! {
+    /// The reactor of the runtime this thread drives, if that runtime owns
+    /// one (set by its `block_on`).
+    static CURRENT: RefCell<Option<Arc<Reactor>>> = const { RefCell::new(None) };
+}
+
+/// Which reactor a socket or timer is registered with: the process's
+/// (`None`), or a runtime's own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Handle(Option<Arc<Reactor>>);
+
+impl Handle {
+    /// The reactor for a leaf future polled on this thread: its runtime's
+    /// own if it has one, else the process's (started if needed).
+    pub(crate) fn current() -> io::Result<Handle> {
+        match CURRENT.try_with(|current| current.borrow().clone()).ok().flatten() {
+            Some(owned) => Ok(Handle(Some(owned))),
+            None => Reactor::get().map(|_| Handle(None)),
+        }
+    }
+
+    /// The reactor itself.
+    pub(crate) fn get(&self) -> &Reactor {
+        match &self.0 {
+            Some(owned) => owned,
+            // A `Handle(None)` comes from `current`, after `Reactor::get` succeeded.
+            None => Reactor::started().expect("the process's reactor was started when this handle was made"),
+        }
+    }
+}
+
+/// Makes `reactor` the current thread's reactor until the guard is dropped.
+pub(crate) fn enter(reactor: Arc<Reactor>) -> CurrentReactor {
+    CurrentReactor { previous: CURRENT.with(|current| current.replace(Some(reactor))) }
+}
+
+/// Puts the previous current reactor back when dropped.
+#[derive(Debug)]
+pub(crate) struct CurrentReactor {
+    /// What was current before.
+    previous: Option<Arc<Reactor>>,
+}
+
+impl Drop for CurrentReactor {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CURRENT.try_with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+impl Reactor {
+    /// How many sources are registered with this reactor.
+    pub(crate) fn sources_len(&self) -> usize {
+        self.sources().map.len()
+    }
+
+    /// How many timers are pending in this reactor.
+    pub(crate) fn timers_len(&self) -> usize {
+        self.timers().table.len()
+    }
 }

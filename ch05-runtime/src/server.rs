@@ -36,8 +36,8 @@ use ch01_os_threads::http::{self, MAX_HEAD_BYTES, Reply, parse_request, reply};
 use ch01_os_threads::say;
 
 use crate::channel::{self, Receiver, Sender};
-use crate::executor::{Runtime, spawn};
 use crate::net::{TcpListener, TcpStream};
+use crate::runtime::{Runtime, spawn};
 use crate::time::{sleep, timeout};
 
 /// How the async server is set up.

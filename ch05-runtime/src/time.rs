@@ -15,7 +15,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::reactor::Reactor;
+use crate::reactor::Handle;
 use crate::timers::TimerKey;
 
 /// How far "never" is, for a sleep so long that `Instant` cannot hold its deadline.
@@ -29,7 +29,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 
 /// A future that is ready at `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, timer: None }
+    Sleep { deadline, timer: None, reactor: Handle::default() }
 }
 
 // ANCHOR: sleep
@@ -47,6 +47,8 @@ pub struct Sleep {
     deadline: Instant,
     /// Its entry in the reactor's timer table, once it has waited.
     timer: Option<TimerKey>,
+    /// Which reactor that table belongs to (see [`Handle`]).
+    reactor: Handle,
 }
 
 impl Sleep {
@@ -65,14 +67,16 @@ impl Future for Sleep {
             this.cancel();
             return Poll::Ready(());
         }
-        let reactor = Reactor::get().unwrap_or_else(|e| panic!("sleep: cannot start the reactor: {e}"));
         match this.timer {
             // First wait: a timer in the reactor's table, with our waker.
-            None => this.timer = Some(reactor.add_timer(this.deadline, cx.waker())),
+            None => {
+                this.reactor = Handle::current().unwrap_or_else(|e| panic!("sleep: cannot start the reactor: {e}"));
+                this.timer = Some(this.reactor.get().add_timer(this.deadline, cx.waker()));
+            }
             // Polled again before the deadline (another future in the same
             // task woke it, or the task moved): keep the newest waker.
             Some(key) => {
-                if !reactor.update_timer(key, cx.waker()) {
+                if !this.reactor.get().update_timer(key, cx.waker()) {
                     // It fired between our clock check and now: done.
                     this.timer = None;
                     return Poll::Ready(());
@@ -86,8 +90,8 @@ impl Future for Sleep {
 impl Sleep {
     /// Takes our timer out of the reactor's table, if it is still there.
     fn cancel(&mut self) {
-        if let (Some(key), Ok(reactor)) = (self.timer.take(), Reactor::get()) {
-            reactor.remove_timer(key);
+        if let Some(key) = self.timer.take() {
+            self.reactor.get().remove_timer(key);
         }
     }
 }

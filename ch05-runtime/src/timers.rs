@@ -24,22 +24,27 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::num::NonZeroU32;
 use std::task::Waker;
 use std::time::Instant;
 
 /// A timer's key: its slab slot and that slot's generation when it was added.
+///
+/// Eight bytes, and `Option<TimerKey>` too (a generation is never 0): it is
+/// part of every sleeping future.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimerKey {
     /// The slot in the slab.
     index: u32,
     /// The slot's generation: a slot reused for a later timer gets a new one.
-    generation: u32,
+    generation: NonZeroU32,
 }
 
 /// One slot of the slab.
 #[derive(Debug, Default)]
 struct Slot {
-    /// Bumped every time the slot is taken, so old keys stop matching.
+    /// Bumped every time the slot is taken, so old keys stop matching (0
+    /// only before its first use).
     generation: u32,
     /// The sleeping task's waker; `None` while the slot is free.
     waker: Option<Waker>,
@@ -69,17 +74,20 @@ impl Timers {
         }
         let slot = &mut self.slots[index as usize];
         self.free = slot.next_free;
-        slot.generation = slot.generation.wrapping_add(1);
+        let generation = NonZeroU32::new(slot.generation.wrapping_add(1)).unwrap_or(NonZeroU32::MIN);
+        slot.generation = generation.get();
         slot.waker = Some(waker);
-        let key = TimerKey { index, generation: slot.generation };
-        self.heap.push(Reverse((deadline, index, key.generation)));
+        let key = TimerKey { index, generation };
+        self.heap.push(Reverse((deadline, index, generation.get())));
         self.pending += 1;
         key
     }
 
     /// The slot of a timer that is still pending.
     fn slot(&mut self, key: TimerKey) -> Option<&mut Slot> {
-        self.slots.get_mut(key.index as usize).filter(|slot| slot.generation == key.generation && slot.waker.is_some())
+        self.slots
+            .get_mut(key.index as usize)
+            .filter(|slot| slot.generation == key.generation.get() && slot.waker.is_some())
     }
 
     /// Replaces the waker of a pending timer. `false` if it already fired (or was removed).
@@ -121,7 +129,9 @@ impl Timers {
                 break;
             }
             self.heap.pop();
-            wakers.extend(self.remove(TimerKey { index, generation })); // nothing if stale
+            if let Some(generation) = NonZeroU32::new(generation) {
+                wakers.extend(self.remove(TimerKey { index, generation })); // nothing if stale
+            }
         }
     }
     // ANCHOR_END: expired

@@ -30,7 +30,7 @@ fn the_demo_shows_every_part() -> io::Result<()> {
     for needle in [
         "[executor]",
         "nothing to run: park",
-        "unparked: 1 task(s) in the injector",
+        "awake: 0 task(s) woken on this thread, 1 in the injector",
         "[reactor]",
         "epoll_wait:",
         "wake its reader",
@@ -231,7 +231,7 @@ fn a_quick_bench_fills_its_table() -> io::Result<()> {
     ] {
         let line = out.lines().find(|line| line.contains(row) && line.contains(" | "));
         let line = line.unwrap_or_else(|| panic!("no row {row:?} in:\n{out}"));
-        assert_eq!(line.matches(" | ").count(), 3, "{line}");
+        assert_eq!(line.matches(" | ").count(), 4, "{line}");
     }
     assert!(out.contains("(ch05-runtime) at 127.0.0.1") || out.contains("child process"), "{out}");
     Ok(())

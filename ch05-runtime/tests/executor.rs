@@ -13,11 +13,16 @@ use std::time::Duration;
 
 use ch05_runtime::channel::channel;
 use ch05_runtime::time::timeout;
-use ch05_runtime::{JoinHandle, Runtime, spawn};
+use ch05_runtime::{IoDriver, JoinHandle, Runtime, spawn};
 
-/// Both executors: single-threaded, and two workers.
+/// Every kind of runtime: single-threaded with the process's reactor
+/// thread, single-threaded driving its own reactor, and two workers.
 fn runtimes() -> io::Result<Vec<Runtime>> {
-    Ok(vec![Runtime::new()?, Runtime::builder().worker_threads(2).build()?])
+    Ok(vec![
+        Runtime::new()?,
+        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
+        Runtime::builder().worker_threads(2).build()?,
+    ])
 }
 
 /// A future that counts its polls and drops, and checks it is never polled
@@ -350,5 +355,39 @@ fn nested_block_on_is_refused_with_a_clear_panic() -> io::Result<()> {
 #[test]
 fn zero_workers_is_an_error() {
     let error = Runtime::builder().worker_threads(0).build().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn two_threads_cannot_drive_one_single_threaded_runtime_at_once() -> io::Result<()> {
+    let runtime = Arc::new(Runtime::new()?);
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let first = {
+        let runtime = Arc::clone(&runtime);
+        thread::spawn(move || {
+            runtime.block_on(async move {
+                inside_tx.send(()).unwrap();
+                // Hold block_on until the other thread has tried (a blocking
+                // wait inside a future: fine here, there is nothing else to run).
+                release_rx.recv().unwrap();
+            })
+        })
+    };
+    inside_rx.recv().unwrap();
+    let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(async {})));
+    release_tx.send(()).unwrap();
+    first.join().unwrap();
+    let payload = second.unwrap_err();
+    let message = payload.downcast_ref::<&str>().map(|s| s.to_string()).or(payload.downcast_ref::<String>().cloned());
+    assert!(message.unwrap_or_default().contains("from two threads at once"));
+    // Once the first is done, the runtime works from any thread.
+    assert_eq!(runtime.block_on(async { spawn(async { 2 }).await.unwrap() }), 2);
+    Ok(())
+}
+
+#[test]
+fn the_executor_thread_driver_is_for_single_threaded_runtimes() {
+    let error = Runtime::builder().worker_threads(2).io_driver(IoDriver::ExecutorThread).build().unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
 }

@@ -15,10 +15,14 @@ use ch01_os_threads::delay_server::{Config, DelayServer};
 use ch05_runtime::channel::channel;
 use ch05_runtime::net::{TcpListener, TcpStream};
 use ch05_runtime::time::{sleep, sleep_until, timeout};
-use ch05_runtime::{Runtime, http, spawn, spawn_blocking};
+use ch05_runtime::{IoDriver, Runtime, http, spawn, spawn_blocking};
 
 fn runtimes() -> io::Result<Vec<Runtime>> {
-    Ok(vec![Runtime::new()?, Runtime::builder().worker_threads(2).build()?])
+    Ok(vec![
+        Runtime::new()?,
+        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
+        Runtime::builder().worker_threads(2).build()?,
+    ])
 }
 
 fn loopback() -> SocketAddr {

@@ -10,7 +10,8 @@
 //!    their `JoinHandle`, while the runtime carries on;
 //! 4. `spawn_blocking` reading a regular file, which `epoll` refuses;
 //! 5. a channel: one task wakes another;
-//! 6. the same five GETs on the multi-threaded executor;
+//! 6. the same five GETs on a runtime that waits in its own reactor (tokio's
+//!    design), then on the multi-threaded executor;
 //! 7. loose coupling: our leaf futures on a 15-line executor, and a
 //!    `std`-only future on ours.
 //!
@@ -35,7 +36,7 @@ use ch03_epoll::poll::{Interest, Poll, Token};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::{sleep, timeout};
 use ch05_runtime::trace::Tracer;
-use ch05_runtime::{Builder, Runtime, channel, http, reactor, spawn, spawn_blocking, svg, task, waker};
+use ch05_runtime::{Builder, IoDriver, Runtime, channel, http, reactor, spawn, spawn_blocking, svg, task, waker};
 
 const HELP: &str = "\
 ch05-runtime: a reactor/executor runtime on std's Future and Waker
@@ -197,34 +198,50 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     blocking_file(&runtime)?;
     channel_between_tasks(&runtime);
 
-    const WORKERS: usize = 2;
-    section(6, &format!("the same {} GETs on the multi-threaded executor ({WORKERS} workers)", FIVE.len()));
-    let multi = builder(&tracer).worker_threads(WORKERS).build()?;
-    let started = Instant::now();
-    let bodies = multi.block_on(async move {
-        let handles: Vec<_> = FIVE
-            .iter()
-            .map(|&(delay, message)| {
-                spawn(async move {
-                    let body = http::get(addr, &path(delay, message)).await?.into_ok_body()?;
-                    let thread = std::thread::current().name().unwrap_or("?").to_string();
-                    say!(me(), "got {body:?} on thread {thread}");
-                    Ok::<_, std::io::Error>(body)
-                })
-            })
-            .collect();
-        let mut bodies = Vec::new();
-        for handle in handles {
-            bodies.push(handle.await??);
-        }
-        Ok::<_, anyhow::Error>(bodies)
-    })?;
-    say!("main", "got {bodies:?} in {} ms: same futures, another executor", started.elapsed().as_millis());
-    drop(multi);
-
+    other_runtimes(addr, &tracer)?;
     loose_coupling(addr, &tracer)?;
     Ok(())
 }
+
+// ANCHOR: demo_other_runtimes
+/// Part 6: the same GETs on the two other runtimes. A single-threaded one
+/// that owns its reactor waits in that reactor's `epoll_wait` itself, so the
+/// wake lands on its own thread (part 1's went through the injector); the
+/// multi-threaded one runs the tasks on its workers.
+fn other_runtimes(addr: std::net::SocketAddr, tracer: &Option<Tracer>) -> anyhow::Result<()> {
+    const WORKERS: usize = 2;
+    section(6, &format!("the same {} GETs on the two other runtimes", FIVE.len()));
+    let runtimes = [
+        ("its own reactor (IoDriver::ExecutorThread)", builder(tracer).io_driver(IoDriver::ExecutorThread).log_cycle(true)),
+        ("the multi-threaded executor", builder(tracer).worker_threads(WORKERS)),
+    ];
+    for (what, runtime) in runtimes {
+        let runtime = runtime.build()?;
+        say!("main", "on a runtime with {what}:");
+        let started = Instant::now();
+        let bodies = runtime.block_on(async move {
+            let handles: Vec<_> = FIVE
+                .iter()
+                .map(|&(delay, message)| {
+                    spawn(async move {
+                        let body = http::get(addr, &path(delay, message)).await?.into_ok_body()?;
+                        let thread = std::thread::current().name().unwrap_or("?").to_string();
+                        say!(me(), "got {body:?} on thread {thread}");
+                        Ok::<_, std::io::Error>(body)
+                    })
+                })
+                .collect();
+            let mut bodies = Vec::new();
+            for handle in handles {
+                bodies.push(handle.await??);
+            }
+            Ok::<_, anyhow::Error>(bodies)
+        })?;
+        say!("main", "got {bodies:?} in {} ms: same futures, another executor", started.elapsed().as_millis());
+    }
+    Ok(())
+}
+// ANCHOR_END: demo_other_runtimes
 
 /// `[task N]`, for the task this code runs in.
 fn me() -> String {

@@ -125,25 +125,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     section(1, &format!("one task per GET, {} at once: poll, wait, wake", FIVE.len()));
     reactor::log_events(true);
     let started = Instant::now();
-    let bodies = runtime.block_on(async move {
-        let handles: Vec<_> = FIVE
-            .iter()
-            .map(|&(delay, message)| {
-                spawn(async move {
-                    let body = http::get(addr, &path(delay, message)).await?.into_ok_body()?;
-                    say!(me(), "got {body:?} (asked with a {delay} ms delay)");
-                    Ok::<_, std::io::Error>(body)
-                })
-            })
-            .collect();
-        let ids: Vec<String> = handles.iter().map(|h| h.id().0.to_string()).collect();
-        say!("main", "spawned tasks {}; block_on now awaits their JoinHandles", ids.join(", "));
-        let mut bodies = Vec::new();
-        for handle in handles {
-            bodies.push(handle.await??);
-        }
-        Ok::<_, anyhow::Error>(bodies)
-    })?;
+    let bodies = runtime.block_on(five_gets(addr))?;
     reactor::log_events(false);
     let took = started.elapsed().as_millis();
     say!("main", "got {bodies:?} in {took} ms: about the LONGEST delay ({longest} ms), not the sum");
@@ -212,36 +194,47 @@ fn other_runtimes(addr: std::net::SocketAddr, tracer: &Option<Tracer>) -> anyhow
     const WORKERS: usize = 2;
     section(6, &format!("the same {} GETs on the two other runtimes", FIVE.len()));
     let runtimes = [
-        ("its own reactor (IoDriver::ExecutorThread)", builder(tracer).io_driver(IoDriver::ExecutorThread).log_cycle(true)),
+        (
+            "its own reactor (IoDriver::ExecutorThread)",
+            builder(tracer).io_driver(IoDriver::ExecutorThread).log_cycle(true),
+        ),
         ("the multi-threaded executor", builder(tracer).worker_threads(WORKERS)),
     ];
     for (what, runtime) in runtimes {
         let runtime = runtime.build()?;
         say!("main", "on a runtime with {what}:");
         let started = Instant::now();
-        let bodies = runtime.block_on(async move {
-            let handles: Vec<_> = FIVE
-                .iter()
-                .map(|&(delay, message)| {
-                    spawn(async move {
-                        let body = http::get(addr, &path(delay, message)).await?.into_ok_body()?;
-                        let thread = std::thread::current().name().unwrap_or("?").to_string();
-                        say!(me(), "got {body:?} on thread {thread}");
-                        Ok::<_, std::io::Error>(body)
-                    })
-                })
-                .collect();
-            let mut bodies = Vec::new();
-            for handle in handles {
-                bodies.push(handle.await??);
-            }
-            Ok::<_, anyhow::Error>(bodies)
-        })?;
+        let bodies = runtime.block_on(five_gets(addr))?;
         say!("main", "got {bodies:?} in {} ms: same futures, another executor", started.elapsed().as_millis());
     }
     Ok(())
 }
 // ANCHOR_END: demo_other_runtimes
+
+// ANCHOR: five_gets
+/// Spawns one task per GET of [`FIVE`], then awaits their `JoinHandle`s in
+/// order: the bodies come back in input order, each when its task is done.
+async fn five_gets(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String>> {
+    let handles: Vec<_> = FIVE
+        .iter()
+        .map(|&(delay, message)| {
+            spawn(async move {
+                let body = http::get(addr, &path(delay, message)).await?.into_ok_body()?;
+                let thread = std::thread::current().name().unwrap_or("?").to_string();
+                say!(me(), "got {body:?} (asked with a {delay} ms delay) on thread {thread}");
+                Ok::<_, std::io::Error>(body)
+            })
+        })
+        .collect();
+    let ids: Vec<String> = handles.iter().map(|handle| handle.id().0.to_string()).collect();
+    say!("main", "spawned tasks {}; block_on now awaits their JoinHandles", ids.join(", "));
+    let mut bodies = Vec::new();
+    for handle in handles {
+        bodies.push(handle.await??);
+    }
+    Ok(bodies)
+}
+// ANCHOR_END: five_gets
 
 /// `[task N]`, for the task this code runs in.
 fn me() -> String {

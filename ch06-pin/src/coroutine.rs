@@ -360,19 +360,30 @@ fn poll_get<G: Future>(mut get: Pin<&mut Option<G>>, cx: &mut Context<'_>) -> Po
 
 // ANCHOR: size_table
 /// `size_of` the hand-written coroutine, its parts, and the compiler's
-/// version, both with real GETs ([`http`]). Nothing is polled.
+/// version: with real GETs ([`http`]), and with the small scripted GETs of
+/// the tests, where the coroutines' own bytes show. Nothing is polled.
 pub fn size_table() -> Vec<SizeRow> {
     let fetch = http(([127, 0, 0, 1], 0).into());
     let by_hand = FetchThreeInto::new(fetch, Log::silent());
     let (state, get, buffer) = by_hand.part_sizes();
     let by_compiler = fetch_three_into_async(fetch, Log::silent());
+    let scripted = crate::testing::scripted(0);
     vec![
+        SizeRow { what: "one GET future (ch05 http::get, an async fn)", bytes: size_of_val(&fetch.get(0, "")) },
         SizeRow { what: "FetchThreeInto (by hand)", bytes: size_of_val(&by_hand) },
         SizeRow { what: "  its state enum (fetch, log, out)", bytes: state },
         SizeRow { what: "  its GET in flight (Option<GET future>)", bytes: get },
         SizeRow { what: "  its buffer (String)", bytes: buffer },
         SizeRow { what: "async fn fetch_three_into_async", bytes: size_of_val(&by_compiler) },
-        SizeRow { what: "one GET future (ch05 http::get, async fn)", bytes: size_of_val(&fetch.get(0, "")) },
+        SizeRow { what: "one scripted GET (tests, no network)", bytes: size_of_val(&scripted.get(0, "")) },
+        SizeRow {
+            what: "FetchThreeInto with scripted GETs",
+            bytes: size_of_val(&FetchThreeInto::new(scripted, Log::silent())),
+        },
+        SizeRow {
+            what: "async fn with scripted GETs",
+            bytes: size_of_val(&fetch_three_into_async(scripted, Log::silent())),
+        },
     ]
 }
 // ANCHOR_END: size_table

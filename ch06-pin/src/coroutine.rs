@@ -169,7 +169,6 @@ enum State<F> {
     /// Returned (or failed).
     Done,
 }
-// ANCHOR_END: struct
 
 // SAFETY: the raw pointer `out` stops the compiler from deriving `Send`. It
 // only ever points at the `buffer` of the coroutine that holds it, so whoever
@@ -183,6 +182,7 @@ where
     F::Get: Send,
 {
 }
+// ANCHOR_END: struct
 
 // ANCHOR: project
 /// The coroutine's fields as its pin allows them to be used.

@@ -29,7 +29,8 @@ use anyhow::{Context as _, bail};
 use ch01_os_threads::delay_server::{Config, DemoServer};
 use ch01_os_threads::report::Table;
 use ch01_os_threads::say;
-use ch05_runtime::Runtime;
+use ch05_runtime::task::TaskId;
+use ch05_runtime::{JoinError, Runtime};
 use ch06_pin::coroutine::{FetchThreeInto, fetch_three_into_async, http};
 use ch06_pin::log::Log;
 use ch06_pin::moving::{self, SelfRef};
@@ -97,8 +98,8 @@ fn the_move_problem() {
     let left_behind = moved.after.pointer == moved.before.field;
     say!(
         "main",
-        "the pointer holds {:#x}{}; it is not followed: that stack slot is dead, reading it would be undefined \
-         behaviour",
+        "the pointer holds {:#x}{}; it is not followed: that stack frame has returned, and reading it would be \
+         undefined behaviour",
         moved.after.pointer,
         if left_behind { ", where the value was before the move" } else { "" }
     );
@@ -216,26 +217,36 @@ fn self_referential_coroutine(runtime: &Runtime, addr: std::net::SocketAddr) -> 
     // The real run: spawn moves it once more, into the task's allocation,
     // and pins it there for good; `Observed` notes where each poll finds it.
     let coroutine = moved.into_iter().next().context("the coroutine")?;
-    let by_hand = runtime.block_on(async { ch05_runtime::spawn(Observed::new(coroutine)).await })?;
-    report("by hand", &by_hand);
-    let by_compiler = runtime.block_on(async {
-        ch05_runtime::spawn(Observed::new(fetch_three_into_async(http(addr), log.named("async fn")))).await
-    })?;
-    report("async fn", &by_compiler);
+    let by_hand = runtime.block_on(spawn_observed(coroutine))?;
+    report("FetchThreeInto, by hand", &by_hand);
+    let by_compiler = runtime.block_on(spawn_observed(fetch_three_into_async(http(addr), log.named("async fn"))))?;
+    report("async fn fetch_three_into_async", &by_compiler);
     let same = log.texts_of("hand-written") == log.texts_of("async fn");
     say!("main", "the two printed the same lines: {}", if same { "yes" } else { "NO" });
-    if !same || by_hand.output.as_ref().ok() != by_compiler.output.as_ref().ok() {
+    if !same || by_hand.1.output.as_ref().ok() != by_compiler.1.output.as_ref().ok() {
         bail!("the hand-written coroutine and the async fn differ");
     }
     Ok(())
 }
 
-/// One polled-and-finished task, as a line.
-fn report(what: &str, observed: &Observation<std::io::Result<String>>) {
+/// Spawns `future` wrapped in [`Observed`] and waits for it: its task id
+/// and what `Observed` saw.
+async fn spawn_observed<F>(future: F) -> Result<(TaskId, Observation<F::Output>), JoinError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handle = ch05_runtime::spawn(Observed::new(future));
+    let id = handle.id();
+    Ok((id, handle.await?))
+}
+
+/// One finished task, as a line.
+fn report(what: &str, (id, observed): &(TaskId, Observation<std::io::Result<String>>)) {
     let (polls, at) = (observed.polls(), place(observed));
     match &observed.output {
-        Ok(text) => say!("main", "{what}: returned {text:?}; polled {polls} times, every time at {at}"),
-        Err(e) => say!("main", "{what}: failed ({e}); polled {polls} times at {at}"),
+        Ok(text) => say!("main", "{id} ({what}) returned {text:?}; polled {polls} times, every time at {at}"),
+        Err(e) => say!("main", "{id} ({what}) failed ({e}); polled {polls} times at {at}"),
     }
 }
 // ANCHOR_END: demo_coroutine
@@ -244,6 +255,7 @@ fn report(what: &str, observed: &Observation<std::io::Result<String>>) {
 /// Steps a `FetchThreeInto` by hand with GETs that need no network, moving
 /// its `Pin<Box<_>>` between polls, and prints its self-pointer each time.
 fn step_by_hand() {
+    say!("main", "stepping a FetchThreeInto with scripted GETs (no network), pinned with Box::pin:");
     let mut pinned = Box::pin(FetchThreeInto::new(scripted(1), Log::silent()));
     let mut cx = Context::from_waker(Waker::noop());
     let mut holders = Vec::new(); // the Pin<Box<_>> moves in here and out again
@@ -251,16 +263,16 @@ fn step_by_hand() {
         let result = pinned.as_mut().poll(&mut cx);
         let pointer = match pinned.self_pointer() {
             Some(addresses) => format!(
-                "buffer at {:#x}, out -> {:#x} ({})",
-                addresses.field,
+                "buffer at {}, out -> {:#x} ({})",
+                describe(addresses.field),
                 addresses.pointer,
                 if addresses.points_at_itself() { "its own buffer" } else { "ELSEWHERE" }
             ),
             None => "no self-pointer".to_string(),
         };
-        say!("main", "by hand, poll {poll}: {}, {pointer}", pinned.state_name());
+        say!("main", "stepped, poll {poll}: {}, {pointer}", pinned.state_name());
         if let Poll::Ready(output) = result {
-            say!("main", "by hand: returned {output:?}; then the Pin<Box<_>> moved between polls, the value never did");
+            say!("main", "stepped: returned {output:?}; its Pin<Box<_>> moved between the polls, the value did not");
             break;
         }
         holders.push(pinned); // move the box ...
@@ -275,10 +287,19 @@ fn where_the_runtime_pins(runtime: &Runtime, addr: std::net::SocketAddr) -> anyh
     println!("\n--- 5. where the runtime pins ---");
     let silent = Log::silent();
     let on_stack = runtime.block_on(Observed::new(fetch_three_into_async(http(addr), silent.clone())));
-    say!("main", "block_on(f): f polled {} times at {}: pin! in block_on's frame", on_stack.polls(), place(&on_stack));
-    let in_task = runtime
-        .block_on(async { ch05_runtime::spawn(Observed::new(fetch_three_into_async(http(addr), silent))).await })?;
-    say!("main", "spawn(f): f polled {} times at {}: inside the task's Arc", in_task.polls(), place(&in_task));
+    say!(
+        "main",
+        "block_on(f): f polled {} times at {}: pinned with pin! in block_on's frame (ch05 executor.rs)",
+        on_stack.polls(),
+        place(&on_stack)
+    );
+    let (id, in_task) = runtime.block_on(spawn_observed(fetch_three_into_async(http(addr), silent)))?;
+    say!(
+        "main",
+        "spawn(f): f polled {} times at {}: pinned inside {id}'s Arc (ch05 task.rs, poll_future)",
+        in_task.polls(),
+        place(&in_task)
+    );
     on_stack.output.and(in_task.output).context("a GET failed")?;
     Ok(())
 }

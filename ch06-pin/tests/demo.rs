@@ -26,19 +26,20 @@ fn the_demo_runs_and_shows_each_part() {
     }
     // Part 3: the table, with the compiler's answers.
     assert!(stdout.contains("PinnedSelfRef                      | NO"), "{stdout}");
-    // Part 4: both versions, the same lines, one address per task.
-    assert!(stdout.contains("by hand, poll 2: AwaitingTwo") && stdout.contains("(its own buffer)"), "{stdout}");
+    // Part 4: stepped by hand, then both versions as tasks: the same lines,
+    // one address per task.
+    assert!(stdout.contains("stepped, poll 2: AwaitingTwo") && stdout.contains("(its own buffer)"), "{stdout}");
     assert_eq!(stdout.matches(r#"third answer "three"; buffer "one one-two three", 17 bytes"#).count(), 2, "{stdout}");
     assert!(stdout.contains("the two printed the same lines: yes"), "{stdout}");
     assert!(!stdout.contains("MORE THAN ONE PLACE") && !stdout.contains("ELSEWHERE (its"), "{stdout}");
     // Part 5: block_on pins on the stack, spawn in the task's allocation.
-    assert!(stdout.contains("pin! in block_on's frame") && stdout.contains("inside the task's Arc"), "{stdout}");
+    assert!(stdout.contains("pin! in block_on's frame") && stdout.contains("'s Arc (ch05 task.rs"), "{stdout}");
     // Which mapping an address is in can be told only where locals live on
     // the main thread's `[stack]` and boxes on the `[heap]`; under
     // AddressSanitizer both live in its own anonymous mappings.
     if stdout.contains("built on the stack and initialised: name at 0x") && stdout.contains(" (stack), pointer") {
-        assert!(stdout.contains("(stack): pin! in block_on's frame"), "{stdout}");
-        assert!(stdout.contains("(heap): inside the task's Arc"), "{stdout}");
+        assert!(stdout.contains("(stack): pinned with pin! in block_on's frame"), "{stdout}");
+        assert!(stdout.contains("(heap): pinned inside task "), "{stdout}");
     } else {
         eprintln!("not checking the stack / heap labels: the demo's locals are not on the [stack] mapping here");
     }

@@ -2,8 +2,9 @@
 //!
 //! 1. Time per future, for futures of three sizes, each polled to the end
 //!    (one `Pending`, then `Ready`): pinned with `pin!` on the stack and
-//!    polled with a no-op waker; pinned with `Box::pin` (one allocation, the
-//!    future moved into it, freed at the end); and on chapter 5's runtime,
+//!    polled with a no-op waker (also after one move, to see what moving a
+//!    future costs); pinned with `Box::pin` (one allocation, the future
+//!    moved into it, freed at the end); and on chapter 5's runtime,
 //!    through `block_on` (which pins with `pin!` in its own frame) and
 //!    through `spawn` + awaiting the `JoinHandle` (the task's `Arc` is the
 //!    allocation the future is pinned in). Medians of [`RUNS`] runs.
@@ -23,7 +24,7 @@ use ch05_runtime::{Runtime, spawn};
 use ch06_pin::coroutine;
 
 /// Runs per measurement; the table shows the median.
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 /// Futures per run.
 const FUTURES: usize = 100_000;
 /// Futures per run with `--quick` (a smoke test: the numbers mean little).
@@ -39,6 +40,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut table = Table::new(&[
         "future (size_of)",
         "pin! on the stack",
+        "moved once, then pin!",
         "Box::pin",
         "Box::pin costs more by",
         "ch05 block_on (pin!)",
@@ -74,12 +76,14 @@ fn row<const N: usize>(table: &mut Table, runtime: &Runtime, n: usize) -> anyhow
         Ok::<_, anyhow::Error>(median / n as u32)
     };
     let stack = measure("pin! + poll", &mut || Ok(on_the_stack::<N>(n)))?;
+    let moved = measure("a move, pin! + poll", &mut || Ok(moved_then_pinned::<N>(n)))?;
     let boxed = measure("Box::pin + poll", &mut || Ok(in_a_box::<N>(n)))?;
     let block_on = measure("ch05 block_on", &mut || Ok(ch05_block_on::<N>(runtime, n)))?;
     let spawned = measure("ch05 spawn + await", &mut || ch05_spawn::<N>(runtime, n))?;
     table.row(&[
         report::bytes(size as u64),
         report::duration(stack),
+        report::duration(moved),
         report::duration(boxed),
         report::duration(boxed.saturating_sub(stack)),
         report::duration(block_on),
@@ -130,6 +134,24 @@ fn on_the_stack<const N: usize>(n: usize) -> Duration {
         while future.as_mut().poll(&mut cx).map(black_box).is_pending() {}
     }
     started.elapsed()
+}
+
+/// `n` futures, each moved once (through a function the optimiser may not
+/// inline, so the copy really happens) and then pinned with `pin!`.
+fn moved_then_pinned<const N: usize>(n: usize) -> Duration {
+    let mut cx = Context::from_waker(Waker::noop());
+    let started = Instant::now();
+    for i in 0..n {
+        let mut future = pin!(move_it(holding::<N>(black_box(i as u8))));
+        while future.as_mut().poll(&mut cx).map(black_box).is_pending() {}
+    }
+    started.elapsed()
+}
+
+/// Takes a value and gives it back: one move (a copy of all its bytes).
+#[inline(never)]
+fn move_it<T>(value: T) -> T {
+    value
 }
 
 /// `n` futures, each pinned in a fresh heap allocation with `Box::pin`.

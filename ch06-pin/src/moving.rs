@@ -44,9 +44,9 @@ use std::ptr;
 pub struct SelfRef {
     /// The data.
     name: String,
-    /// Meant to point at `name` above. A raw pointer, because safe Rust has
-    /// no way to write a reference into the very struct that holds it (its
-    /// lifetime would have to be the struct's own).
+    /// Meant to point at `name` above. A raw pointer: a reference to its own
+    /// field would keep the struct borrowed for the rest of its life, and the
+    /// borrow checker would then refuse every later use of it.
     points_to: *const String,
 }
 

@@ -9,9 +9,9 @@
 //! deregisters, a timer leaves the table).
 
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -127,22 +127,58 @@ impl From<Elapsed> for io::Error {
 // ANCHOR: timeout
 /// Runs `future` for at most `limit`: its output, or [`Elapsed`] if the time
 /// ran out first, in which case `future` is dropped (cancelled) right away.
-pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-    // Pinned on this async fn's own state: `future` may be an `async fn`'s
-    // state machine, which must not move once polled (chapter 6).
-    let mut future = pin!(future);
-    let mut deadline = sleep(limit);
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
+    Timeout { future: Some(future), deadline: sleep(limit), limit }
+}
+
+/// The future [`timeout`] returns: a race between `future` and a [`Sleep`].
+///
+/// Written by hand rather than as an `async fn`: an `async fn` keeps its
+/// arguments in its state even after moving them into locals, so an
+/// `async fn timeout(limit, future: F)` would hold `F` twice
+/// (rust-lang/rust#62958, chapter 4's size table shows the same effect).
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled: .await it"]
+pub struct Timeout<F> {
+    /// The future being raced; `None` once it finished or was cancelled.
+    /// Pinned whenever the `Timeout` is (structurally pinned: see `poll`).
+    future: Option<F>,
+    /// The other runner. `Sleep` is `Unpin`: it need not stay in place.
+    deadline: Sleep,
+    /// For the error.
+    limit: Duration,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: a pin projection (chapter 6). `future` is treated as pinned
+        // whenever `self` is: it is only ever reached through the `Pin` made
+        // here, never moved out or swapped (it is dropped in place with
+        // `Pin::set`), `Timeout` has no `Drop` of its own that could move it,
+        // and `Timeout` is `Unpin` only if `F` is. The other two fields are
+        // not pinned, and only plain `&mut` to them are used.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above: `this.future` stays where it is until dropped.
+        let mut future = unsafe { Pin::new_unchecked(&mut this.future) };
+        let Some(running) = future.as_mut().as_pin_mut() else {
+            panic!("Timeout polled after it returned Ready");
+        };
+        if let Poll::Ready(output) = running.poll(cx) {
+            future.set(None);
             return Poll::Ready(Ok(output));
         }
-        match Pin::new(&mut deadline).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed { limit })),
+        match Pin::new(&mut this.deadline).poll(cx) {
+            Poll::Ready(()) => {
+                // The future lost the race: drop it now, in place. That is
+                // how it is cancelled: it is never polled again, and its
+                // `drop` releases what it held (a socket deregisters).
+                future.set(None);
+                Poll::Ready(Err(Elapsed { limit: this.limit }))
+            }
             Poll::Pending => Poll::Pending,
         }
-    })
-    .await
-    // Returning drops `future` (and `deadline`): a future that lost the race
-    // is never polled again, and its `drop` releases what it held.
+    }
 }
 // ANCHOR_END: timeout

@@ -97,7 +97,7 @@ struct Injector {
     /// Tasks to poll, oldest first.
     queue: VecDeque<Task>,
     /// Single-threaded: the thread inside `block_on`, to unpark after a push.
-    driver: Option<Thread>,
+    block_on_thread: Option<Thread>,
     /// Single-threaded with its own reactor: that thread is asleep in the
     /// reactor's `epoll_wait` (unparking would not reach it; an interrupt does).
     in_reactor: bool,
@@ -165,6 +165,7 @@ pub(crate) fn schedule(task: Task) {
         })
         .unwrap_or(false);
     if let Some(task) = task {
+        // The clone lets `task` move into the queue while we still use its runtime.
         Arc::clone(task.scheduler()).inject(task, on_runner);
     }
 }
@@ -196,8 +197,8 @@ impl Shared {
 
     /// Wakes the single-threaded runtime's thread, wherever it waits.
     fn wake_driver(&self, injector: &mut Injector) {
-        if let Some(driver) = &injector.driver {
-            driver.unpark(); // a no-op if it is awake, a futex wake if parked
+        if let Some(thread) = &injector.block_on_thread {
+            thread.unpark(); // a no-op if it is awake, a futex wake if parked
         }
         if injector.in_reactor {
             injector.in_reactor = false; // one interrupt is enough
@@ -220,7 +221,7 @@ impl Shared {
         let (reactor, driver) = reactor.map_or((None, None), |(reactor, driver)| (Some(reactor), Some(driver)));
         let injector = Injector {
             queue: VecDeque::new(),
-            driver: None,
+            block_on_thread: None,
             in_reactor: false,
             idle_workers: 0,
             notified: 0,
@@ -335,7 +336,7 @@ struct Enter {
     /// The runtime entered.
     shared: Arc<Shared>,
     /// Whether this thread is the single-threaded runtime's `block_on` thread.
-    driver: bool,
+    is_block_on_thread: bool,
     /// With its own reactor: that reactor's waiting half, held while this
     /// thread drives it.
     reactor_driver: Option<Driver>,
@@ -361,14 +362,14 @@ impl Enter {
                 "block_on called on a thread that is already running a runtime (inside a task, or nested block_on)"
             );
         });
-        let driver = runs_tasks && shared.flavor == Flavor::CurrentThread;
-        if driver {
+        let is_block_on_thread = runs_tasks && shared.flavor == Flavor::CurrentThread;
+        if is_block_on_thread {
             let mut injector = shared.lock_injector();
             assert!(
-                injector.driver.is_none(),
+                injector.block_on_thread.is_none(),
                 "block_on called from two threads at once on a single-threaded runtime (its tasks run on one thread)"
             );
-            injector.driver = Some(thread::current());
+            injector.block_on_thread = Some(thread::current());
         }
         CONTEXT.with(|cx| {
             *cx.runtime.borrow_mut() = Some(Arc::clone(shared));
@@ -376,14 +377,14 @@ impl Enter {
                 cx.runner.set(Arc::as_ptr(shared));
             }
         });
-        let (reactor_driver, current_reactor) = match (&shared.reactor, driver) {
+        let (reactor_driver, current_reactor) = match (&shared.reactor, is_block_on_thread) {
             (Some(own), true) => {
                 let taken = shared.driver.lock().unwrap_or_else(PoisonError::into_inner).take();
                 (taken, Some(reactor::enter(Arc::clone(own))))
             }
             _ => (None, None),
         };
-        Enter { shared: Arc::clone(shared), driver, reactor_driver, _current_reactor: current_reactor }
+        Enter { shared: Arc::clone(shared), is_block_on_thread, reactor_driver, _current_reactor: current_reactor }
     }
 }
 
@@ -399,9 +400,9 @@ impl Drop for Enter {
         if let Some(driver) = self.reactor_driver.take() {
             *self.shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(driver);
         }
-        if self.driver {
+        if self.is_block_on_thread {
             let mut injector = self.shared.lock_injector();
-            injector.driver = None;
+            injector.block_on_thread = None;
             if !injector.closed {
                 injector.queue.extend(leftover);
             }

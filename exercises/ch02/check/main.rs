@@ -16,8 +16,10 @@ mod stack_pointer;
 /// Chapter 2's exercises, easiest first.
 const CHAPTER: Chapter = Chapter {
     number: 2,
+    package: env!("CARGO_PKG_NAME"),
     dir: "exercises/ch02/src",
     page: "docs/src/ch02-exercises.md",
+    solutions: "docs/src/ch02-solutions.md",
     exercises: &[
         Exercise {
             name: "sleep_until",

@@ -74,10 +74,15 @@ pub struct Exercise {
 pub struct Chapter {
     /// The chapter's number, e.g. 3.
     pub number: u32,
+    /// The exercise crate's package, for the commands the check suggests
+    /// (`env!("CARGO_PKG_NAME")` in the check binary).
+    pub package: &'static str,
     /// Where the learner's files are, from the workspace root (`exercises/ch03/src`).
     pub dir: &'static str,
     /// The book page with the tasks and hints, from the workspace root.
     pub page: &'static str,
+    /// The book page with the reference solutions, from the workspace root.
+    pub solutions: &'static str,
     /// The exercises, easiest first.
     pub exercises: &'static [Exercise],
 }
@@ -284,19 +289,30 @@ pub fn main(chapter: &Chapter) -> ExitCode {
             passed += 1;
         }
     }
+    let (number, dir, package) = (chapter.number, chapter.dir, chapter.package);
+    let summary = format!("{passed} of {} passed.", chosen.len());
     match next {
-        None => {
-            println!("{passed} of {} passed. Well done!", chosen.len());
-            ExitCode::SUCCESS
-        }
         Some((n, name)) => {
-            println!(
-                "{passed} of {} passed. Next: exercise {}.{n}, in {}/{name}.rs; then run this again.",
-                chosen.len(),
-                chapter.number,
-                chapter.dir
-            );
+            println!("{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs; then run this again.");
             ExitCode::FAILURE
+        }
+        None => {
+            // One exercise checked and passed: point at the one after it.
+            let following = match chosen[..] {
+                [(n, _)] => chapter.exercises.get(n).map(|e| (n + 1, e.name)),
+                _ => None,
+            };
+            match following {
+                Some((n, name)) => println!(
+                    "{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs (check it: cargo run -p {package} -- {n})."
+                ),
+                None if chosen.len() == chapter.exercises.len() => println!(
+                    "{summary} Chapter {number}'s exercises are done! The reference solutions, to compare: {}",
+                    chapter.solutions
+                ),
+                None => println!("{summary} That was the chapter's last exercise."),
+            }
+            ExitCode::SUCCESS
         }
     }
 }

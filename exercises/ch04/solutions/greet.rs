@@ -8,6 +8,7 @@ use ch04_coroutines::http::Fetch;
 /// The delays (ms) of the two GETs.
 pub const DELAYS: [u64; 2] = [30, 10];
 
+// ANCHOR: async_fn
 /// The program as the `async fn` you would write. [`Greet`] is the same
 /// program as a hand-written state machine.
 pub async fn greet_async<F: Fetch>(fetch: F) -> io::Result<String> {
@@ -15,6 +16,7 @@ pub async fn greet_async<F: Fetch>(fetch: F) -> io::Result<String> {
     let greeting = AsStd(fetch.get(DELAYS[1], &format!("hello-{name}"))).await?;
     Ok(format!("{greeting}, {name}!"))
 }
+// ANCHOR_END: async_fn
 
 // ANCHOR: states
 /// [`greet_async`] by hand: one variant per `.await`, each holding only what

@@ -26,13 +26,12 @@ impl Reservation {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot reserve {pages} pages")))?;
         // SAFETY: a new anonymous mapping: no address asked for (the kernel
         // picks a free range, so nothing of ours is replaced) and no file.
-        // MAP_NORESERVE: do not even set swap aside; RAM comes at first touch.
         let start = unsafe {
             libc::mmap(
                 ptr::null_mut(),
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )

@@ -16,9 +16,6 @@ mod reservation;
 const CHAPTER: Chapter = Chapter {
     number: 1,
     package: env!("CARGO_PKG_NAME"),
-    dir: "exercises/ch01/src",
-    page: "docs/src/ch01-exercises.md",
-    solutions: "docs/src/ch01-solutions.md",
     exercises: &[
         Exercise {
             name: "fetch_all",

@@ -17,9 +17,6 @@ mod stack_pointer;
 const CHAPTER: Chapter = Chapter {
     number: 2,
     package: env!("CARGO_PKG_NAME"),
-    dir: "exercises/ch02/src",
-    page: "docs/src/ch02-exercises.md",
-    solutions: "docs/src/ch02-solutions.md",
     exercises: &[
         Exercise {
             name: "sleep_until",

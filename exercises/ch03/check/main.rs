@@ -17,9 +17,6 @@ mod oneshot_echo;
 const CHAPTER: Chapter = Chapter {
     number: 3,
     package: env!("CARGO_PKG_NAME"),
-    dir: "exercises/ch03/src",
-    page: "docs/src/ch03-exercises.md",
-    solutions: "docs/src/ch03-solutions.md",
     exercises: &[
         Exercise {
             name: "drain",

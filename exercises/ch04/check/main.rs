@@ -19,9 +19,6 @@ mod sleep;
 const CHAPTER: Chapter = Chapter {
     number: 4,
     package: env!("CARGO_PKG_NAME"),
-    dir: "exercises/ch04/src",
-    page: "docs/src/ch04-exercises.md",
-    solutions: "docs/src/ch04-solutions.md",
     exercises: &[
         Exercise {
             name: "select",

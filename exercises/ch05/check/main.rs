@@ -19,9 +19,6 @@ mod yield_now;
 const CHAPTER: Chapter = Chapter {
     number: 5,
     package: env!("CARGO_PKG_NAME"),
-    dir: "exercises/ch05/src",
-    page: "docs/src/ch05-exercises.md",
-    solutions: "docs/src/ch05-solutions.md",
     exercises: &[
         Exercise {
             name: "yield_now",

@@ -34,6 +34,7 @@
 //! stay green on the untouched repository, where every exercise is still
 //! `todo!()`.
 
+use std::io::Write as _;
 use std::panic::{self, PanicHookInfo};
 use std::process::ExitCode;
 use std::sync::{Mutex, Once, PoisonError, mpsc};
@@ -77,14 +78,25 @@ pub struct Chapter {
     /// The exercise crate's package, for the commands the check suggests
     /// (`env!("CARGO_PKG_NAME")` in the check binary).
     pub package: &'static str,
-    /// Where the learner's files are, from the workspace root (`exercises/ch03/src`).
-    pub dir: &'static str,
-    /// The book page with the tasks and hints, from the workspace root.
-    pub page: &'static str,
-    /// The book page with the reference solutions, from the workspace root.
-    pub solutions: &'static str,
     /// The exercises, easiest first.
     pub exercises: &'static [Exercise],
+}
+
+impl Chapter {
+    /// Where the learner's files are, from the workspace root: `exercises/ch03/src`.
+    pub fn dir(&self) -> String {
+        format!("exercises/ch{:02}/src", self.number)
+    }
+
+    /// The book page with the tasks and hints: `docs/src/ch03-exercises.md`.
+    pub fn page(&self) -> String {
+        format!("docs/src/ch{:02}-exercises.md", self.number)
+    }
+
+    /// The book page with the reference solutions: `docs/src/ch03-solutions.md`.
+    pub fn solutions(&self) -> String {
+        format!("docs/src/ch{:02}-solutions.md", self.number)
+    }
 }
 
 /// The longest a check may run before it is reported as hanging. Only a
@@ -225,6 +237,14 @@ pub fn run(exercise: &Exercise, limit: Duration) -> Outcome {
     }
 }
 
+/// `println!` that ignores a closed stdout (`| head`): the verdicts are
+/// the output, and a reader who stopped reading is no error.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const HELP: &str = "\
 Checks your solutions to this chapter's exercises.
 
@@ -248,12 +268,12 @@ pub fn main(chapter: &Chapter) -> ExitCode {
     let chosen: Vec<(usize, &Exercise)> = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => chapter.exercises.iter().enumerate().map(|(i, e)| (i + 1, e)).collect(),
         ["--help" | "-h" | "help"] => {
-            print!("{HELP}");
+            show!("{}", HELP.trim_end());
             return ExitCode::SUCCESS;
         }
         ["--list"] => {
             for (i, exercise) in chapter.exercises.iter().enumerate() {
-                println!("{}\t{}\t{} (idea: {})", i + 1, exercise.name, exercise.title, exercise.idea);
+                show!("{}\t{}\t{} (idea: {})", i + 1, exercise.name, exercise.title, exercise.idea);
             }
             return ExitCode::SUCCESS;
         }
@@ -271,29 +291,31 @@ pub fn main(chapter: &Chapter) -> ExitCode {
         }
     };
 
-    println!(
+    show!(
         "Chapter {} exercises: your code is in {}/, the tasks and hints in {}",
-        chapter.number, chapter.dir, chapter.page
+        chapter.number,
+        chapter.dir(),
+        chapter.page()
     );
     let mut passed = 0;
     let mut next = None;
     for &(n, exercise) in &chosen {
         let outcome = run(exercise, TIME_LIMIT);
-        println!("  {}  {}.{n} {}: {}", outcome.label(), chapter.number, exercise.name, exercise.title);
+        show!("  {}  {}.{n} {}: {}", outcome.label(), chapter.number, exercise.name, exercise.title);
         if let Some(why) = outcome.explanation() {
             for line in wrap(&why, 100 - INDENT.len(), "").lines() {
-                println!("{INDENT}{line}");
+                show!("{INDENT}{line}");
             }
             next.get_or_insert((n, exercise.name));
         } else {
             passed += 1;
         }
     }
-    let (number, dir, package) = (chapter.number, chapter.dir, chapter.package);
+    let (number, dir, package) = (chapter.number, chapter.dir(), chapter.package);
     let summary = format!("{passed} of {} passed.", chosen.len());
     match next {
         Some((n, name)) => {
-            println!("{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs; then run this again.");
+            show!("{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs; then run this again.");
             ExitCode::FAILURE
         }
         None => {
@@ -303,14 +325,14 @@ pub fn main(chapter: &Chapter) -> ExitCode {
                 _ => None,
             };
             match following {
-                Some((n, name)) => println!(
+                Some((n, name)) => show!(
                     "{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs (check it: cargo run -p {package} -- {n})."
                 ),
-                None if chosen.len() == chapter.exercises.len() => println!(
+                None if chosen.len() == chapter.exercises.len() => show!(
                     "{summary} Chapter {number}'s exercises are done! The reference solutions, to compare: {}",
-                    chapter.solutions
+                    chapter.solutions()
                 ),
-                None => println!("{summary} That was the chapter's last exercise."),
+                None => show!("{summary} That was the chapter's last exercise."),
             }
             ExitCode::SUCCESS
         }

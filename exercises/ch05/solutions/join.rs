@@ -19,7 +19,7 @@ macro_rules! join {
     };
 }
 
-/// The future [`join`] returns.
+/// The future [`join()`] returns.
 pub struct Join<A: Future, B: Future> {
     /// The first future, or its output.
     a: Child<A>,

@@ -8,12 +8,15 @@
 //!
 //! Check it: `cargo run -p ch01-exercises -- 1`
 
-// Starter code: `todo!()` leaves the arguments unused. Delete this line
-// when your code uses them.
-#![allow(unused_variables)]
+// Starter code: `todo!()` leaves the arguments and imports unused. Delete
+// this line when your code uses them.
+#![allow(unused_variables, unused_imports)]
 
 use std::io;
 use std::net::SocketAddr;
+use std::thread;
+
+use ch01_os_threads::{client, http};
 
 /// GETs `http::path(delay_ms, message)` for every `(delay_ms, message)` of
 /// `requests` from the delay server at `addr`, all at once, and returns the

@@ -1,0 +1,21 @@
+//! # Chapter 1 exercises: your code
+//!
+//! One file per exercise, in the order to do them; each says what to build
+//! and has a `todo!()` where your code goes. Check your work with
+//!
+//! ```text
+//! cargo run -p ch01-exercises          # every exercise of the chapter
+//! cargo run -p ch01-exercises -- 2     # only exercise 2
+//! ```
+//!
+//! The tasks, with hints, are in the book: `docs/src/ch01-exercises.md`.
+//!
+//! (The `solution` feature builds this crate from `../solutions/` instead:
+//! that is how CI proves each check passes on a real solution. The book's
+//! solution page shows the same files.)
+
+#[cfg_attr(feature = "solution", path = "../solutions/fetch_all.rs")]
+pub mod fetch_all;
+
+#[cfg_attr(feature = "solution", path = "../solutions/reservation.rs")]
+pub mod reservation;

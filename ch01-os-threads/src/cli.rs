@@ -24,6 +24,21 @@ pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// Lets a closed pipe end the program quietly, as it ends `ls` or `cat`.
+///
+/// `cargo run -p ch03-epoll | head` closes the pipe after ten lines. A Rust
+/// program ignores the `SIGPIPE` signal the kernel then sends, so the next
+/// `println!` fails with `EPIPE` and panics with a backtrace. With the
+/// signal's default action restored, the kernel simply ends the process,
+/// which is what a learner who typed `| head` wants. Every chapter binary
+/// calls this first thing in `main`.
+pub fn quiet_closed_pipes() {
+    // SAFETY: `signal` with `SIG_DFL` installs no handler of ours, so no code
+    // can run at an unexpected moment; it only changes what the kernel does
+    // when a write meets a pipe with no reader.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// The error for an argument the binary does not know: one line that points
 /// at `--help` instead of printing all of it.
 pub fn unknown(what: &str, arg: &str) -> anyhow::Error {

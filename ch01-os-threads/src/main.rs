@@ -62,6 +62,7 @@ const REQUESTS: &[(&str, u64)] = &[("one", 400), ("two", 100), ("three", 300), (
 
 fn main() -> ExitCode {
     trace::start();
+    cli::quiet_closed_pipes();
     cli::exit_code(run(std::env::args().skip(1).collect()))
 }
 

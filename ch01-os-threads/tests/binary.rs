@@ -152,3 +152,26 @@ fn help_and_user_errors() -> io::Result<()> {
     one_line_error(&run(&["serve", "--port", &port])?, &format!("cannot listen on 127.0.0.1:{port}"));
     Ok(())
 }
+
+/// `cargo run -p ch01-os-threads | head -1`: once the reader is gone, the
+/// program ends quietly (by the `SIGPIPE` its next write gets), not with a
+/// panic and a backtrace about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_demo_quietly() -> io::Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(BIN)
+        .env_remove("DELAY_SERVER")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?; // then the pipe closes
+    let mut stderr = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut stderr)?;
+    let status = child.wait()?;
+    assert!(first.contains("delay server"), "{first}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}

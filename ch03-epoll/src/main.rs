@@ -68,6 +68,7 @@ const NOTHING_COMES: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     trace::start();
+    cli::quiet_closed_pipes();
     cli::exit_code(run(std::env::args().skip(1).collect()))
 }
 

@@ -57,6 +57,7 @@ const JOINED: &[(u64, &str)] = &[(250, "a"), (50, "b"), (200, "c"), (100, "d"), 
 
 fn main() -> ExitCode {
     ch01_os_threads::trace::start();
+    ch01_os_threads::cli::quiet_closed_pipes();
     cli::exit_code(run(std::env::args().skip(1).collect()))
 }
 

@@ -61,6 +61,7 @@ ENVIRONMENT:
 
 fn main() -> ExitCode {
     ch01_os_threads::trace::start();
+    ch01_os_threads::cli::quiet_closed_pipes();
     cli::exit_code(run(std::env::args().skip(1).collect()))
 }
 

@@ -62,6 +62,6 @@ pub mod runtime;
 pub mod stack;
 pub mod task;
 
-pub use ring::{yield_now, yield_now_naive};
+pub use ring::{Switch, yield_now, yield_now_naive};
 pub use runtime::{Config, Stats, current_id, run, spawn, stats};
 pub use task::{FiberStats, JoinError, JoinHandle};

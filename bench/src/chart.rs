@@ -64,7 +64,8 @@ pub fn svg(results: &Results) -> String {
     for panel in &panels {
         y = draw(&mut out, panel, y);
     }
-    let caption = caption(results) + " Logarithmic axes; whiskers: smallest to largest run.";
+    let caption = caption(results)
+        + " Blue: this book's chapters; orange: the peers. Logarithmic axes; whiskers: smallest to largest run.";
     for (i, line) in report_lines(&caption, 150).iter().enumerate() {
         let _ = writeln!(
             out,
@@ -100,7 +101,7 @@ fn draw(out: &mut String, panel: &Panel, top: f64) -> f64 {
             out,
             r##"<line x1="{gx:.1}" y1="{axis_top:.1}" x2="{gx:.1}" y2="{axis_bottom:.1}" stroke="#ddd"/><text x="{gx:.1}" y="{:.1}" fill="#777" font-size="10" text-anchor="middle">{}</text>"##,
             axis_top - 3.0,
-            escape(&amount(value, unit))
+            escape(&grid_label(decade, unit))
         );
     }
     for (i, (label, row)) in panel.bars.iter().enumerate() {
@@ -137,6 +138,19 @@ fn draw(out: &mut String, panel: &Panel, top: f64) -> f64 {
             writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, end + 6.0, y + 14.0, escape(&amount(value, unit)));
     }
     axis_bottom + 18.0
+}
+
+/// The label of the grid line at 10^`decade` in `unit`: round numbers in
+/// the unit that fits (`10 ns`, `1 µs`, `100 ms`, `10 kB`).
+fn grid_label(decade: i32, unit: &str) -> String {
+    let (steps, names): (&[i32], &[&str]) = match unit {
+        "ns" => (&[0, 3, 6, 9], &["ns", "µs", "ms", "s"]),
+        "B" => (&[0, 3, 6, 9], &["B", "kB", "MB", "GB"]),
+        _ => (&[0], &[""]),
+    };
+    let i = steps.iter().rposition(|&step| decade >= step).unwrap_or(0);
+    let scaled = 10f64.powi(decade - steps[i]);
+    format!("{scaled} {}", names[i]).trim_end().to_string()
 }
 
 /// `text` folded into lines of at most `width` characters.

@@ -321,3 +321,63 @@ pub fn write(results: &Results, dir: &Path, jsonl: Option<&str>) -> anyhow::Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few figures as a run writes them.
+    const SAMPLE: &str = r#"{"chapter":"showdown","metric":"machine","value":2,"unit":"CPUs","note":"machine: Test CPU, 2 CPUs, Linux 6.1 (release build); 2026-01-02"}
+{"chapter":"showdown","metric":"GETs / all / runs","value":5,"unit":"count"}
+{"chapter":"showdown","metric":"100 GETs / ch03 one epoll loop / wall","value":1002000000,"unit":"ns","min":1001000000,"max":1010000000}
+{"chapter":"showdown","metric":"100 GETs / ch03 one epoll loop / answered","value":100,"unit":"count"}
+{"chapter":"showdown","metric":"100 GETs / ch01 thread per request / wall","value":null,"unit":"ns","note":"does not fit: too many"}
+{"chapter":"showdown","metric":"round trip / corosensei","value":4.0,"unit":"ns","min":3.9,"max":4.4}
+{"chapter":"showdown","metric":"round trip / ch02 fibers, inline switch","value":5.0,"unit":"ns","min":4.8,"max":5.1}
+{"chapter":"showdown","metric":"round trip / ch05 runtime, 1 thread","value":60,"unit":"ns"}
+{"chapter":"showdown","metric":"round trip / futures LocalPool","value":50,"unit":"ns"}
+"#;
+
+    #[test]
+    fn tables_come_from_the_figures() -> anyhow::Result<()> {
+        let results = Results::parse(SAMPLE)?;
+        assert_eq!(results.sizes(), [100]);
+        assert!(caption(&results).contains("Test CPU, 2 CPUs, Linux 6.1") && caption(&results).contains("5 runs"));
+        let gets = gets_table(&results);
+        assert!(gets.contains("| ch03 one epoll loop | 1.00 s (1.00 s–1.01 s) | — | — | — | 100/100 |"), "{gets}");
+        assert!(gets.contains("| ch01 thread per request | does not fit: too many | — |"), "{gets}");
+        let micro = micro_table(&results);
+        assert!(micro.contains("| corosensei | 4.0 ns (3.9 ns–4.4 ns) | — |"), "{micro}");
+        Ok(())
+    }
+
+    #[test]
+    fn targets_get_a_verdict_from_the_ratio() -> anyhow::Result<()> {
+        let targets = targets_table(&Results::parse(SAMPLE)?);
+        // 5.0 / 4.0 = 1.25, within 1.5 times.
+        assert!(targets.contains("| ch02 inline switch round trip ≤ 1.5 × corosensei | 5.0 ns (4.8 ns–5.1 ns) | 4.0 ns (3.9 ns–4.4 ns) | 1.25 | met |"), "{targets}");
+        // 60 / 50 = 1.2: 20% over.
+        assert!(targets.contains("| 1.20 | **missed** by 20% |"), "{targets}");
+        assert!(targets.contains("| not measured |"), "{targets}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_figure_is_an_error_with_its_number() {
+        let error = Results::parse("{\"metric\":\"x\",\"value\":1,\"unit\":\"ns\"}\nnot json\n").unwrap_err();
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+    }
+
+    #[test]
+    fn the_chart_is_an_svg_with_a_bar_per_figure_and_the_machine() -> anyhow::Result<()> {
+        let svg = crate::chart::svg(&Results::parse(SAMPLE)?);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<rect x=").count(), 5, "four round trips, one wall time: {svg}");
+        assert!(svg.contains("Test CPU"), "{svg}");
+        // Grid lines at round numbers: 1 ns, 10 ns, 100 ns (the bars span 4 to 60 ns).
+        for label in [">1 ns<", ">10 ns<", ">100 ns<"] {
+            assert!(svg.contains(label), "{label}: {svg}");
+        }
+        Ok(())
+    }
+}

@@ -266,3 +266,21 @@ pub fn one(args: &[String]) -> anyhow::Result<()> {
     bench_kit::print_sample(&sample)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_n_that_does_not_fit_says_why() {
+        let why = |approach, n, files, cap| does_not_fit(approach, n, files, cap).unwrap_or_default();
+        assert!(why("epoll", 20_000, 20_000, None).contains("RLIMIT_NOFILE = 20000"));
+        assert!(why("epoll", 13_000, 20_000, Some(12_000)).contains("holds 12000 connections"));
+        assert_eq!(does_not_fit("epoll", 10_000, 20_000, Some(12_000)), None);
+        // Threads: four mappings each, against vm.max_map_count.
+        let max = max_map_count().unwrap_or(65_530);
+        let too_many = max / MAPS_PER_THREAD + 1;
+        assert!(why("threads", too_many, u64::MAX, None).contains("vm.max_map_count"));
+        assert_eq!(does_not_fit("coroutines", too_many, u64::MAX, None), None);
+    }
+}

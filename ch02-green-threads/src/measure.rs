@@ -22,16 +22,20 @@ pub fn yield_round_trips<const NAIVE: bool>(config: Config, n: u32) -> io::Resul
     if NAIVE && config.switch != Switch::Call {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "the naive switch needs Switch::Call"));
     }
-    let yield_once = || if NAIVE { yield_now_naive() } else { yield_now() };
+    // The yields are written out in each loop, not called through a shared
+    // closure: if the compiler chose not to inline that closure, every
+    // resume would return out of it with a `ret` the CPU mispredicts (see
+    // "Why `switch` ends in `jmp`" in `arch`), and the bench would measure
+    // that instead of the switch.
     run(config, || {
         let partner = spawn(move || {
             for _ in 0..n {
-                yield_once();
+                if NAIVE { yield_now_naive() } else { yield_now() }
             }
         })?;
         let start = Instant::now();
         for _ in 0..n {
-            yield_once();
+            if NAIVE { yield_now_naive() } else { yield_now() }
         }
         let elapsed = start.elapsed();
         partner.join().map_err(io::Error::other)?;

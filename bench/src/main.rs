@@ -1,7 +1,7 @@
 //! # The showdown: one workload through every chapter, and against the peers
 //!
 //! ```text
-//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 6 minutes
+//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 4 minutes
 //! cargo run --release --manifest-path bench/Cargo.toml -- --help
 //! ```
 //!
@@ -44,7 +44,7 @@ USAGE:
     cargo run --release --manifest-path bench/Cargo.toml -- [PART] [OPTIONS]
 
 PARTS:
-    (none)         the showdown and the microbenchmarks (about 6 minutes on 2 CPUs)
+    (none)         the showdown and the microbenchmarks (about 4 minutes on 2 CPUs)
     showdown       only N concurrent GETs through every approach
     micro          only the microbenchmarks
     render FILE    write the tables and the chart again from a results.jsonl

@@ -245,9 +245,19 @@ fn idle_memory(options: &Options, figures: &mut Figures, progress: &mut Progress
     Ok(())
 }
 
+/// The longest one measured run may take: every approach bounds its own
+/// requests ([`requests::RUN_TIMEOUT`]), and this bounds the process, so a
+/// stuck run ends the showdown with an error instead of hanging it.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
 /// The hidden `bench-run`: one measured run in this fresh process.
 /// `gets APPROACH N DELAY_MS ADDR` or `sleeps WHO N DELAY_MS`.
 pub fn one(args: &[String]) -> anyhow::Result<()> {
+    std::thread::spawn(|| {
+        std::thread::sleep(RUN_LIMIT);
+        eprintln!("error: bench-run gave up after {} s", RUN_LIMIT.as_secs());
+        std::process::exit(2);
+    });
     sys::raise_open_files_limit()?;
     let number = |text: &String| text.parse::<u64>().with_context(|| format!("{text:?} is not a number"));
     let sample = match args {

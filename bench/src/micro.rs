@@ -110,39 +110,59 @@ fn corosensei_round_trips(n: usize) -> Duration {
 pub const EXECUTORS: [&str; 4] =
     ["ch05 runtime, 1 thread", "tokio current_thread", "smol async-executor", "futures LocalPool"];
 
-/// Total time of `n` ping-pong round trips between two tasks on `who`.
-pub fn ping_pong(who: &str, n: usize) -> io::Result<Duration> {
-    match who {
-        "ch05 runtime, 1 thread" => ch05_timed(ch05_runtime::Runtime::new()?, async move {
-            let (to_b, mut b_gets) = ch05_runtime::channel::channel::<usize>();
-            let (to_a, mut a_gets) = ch05_runtime::channel::channel::<usize>();
-            let b = ch05_runtime::spawn(async move {
+/// Chapter 5's and tokio's `spawn` and unbounded channels have the same
+/// shape (`send` returns at once, `recv().await` gives an `Option`, a
+/// `JoinHandle` gives a `Result`), so one text serves both: the same work,
+/// line for line. The other executors' APIs differ and get their own.
+macro_rules! ping_pong_on {
+    ($spawn:path, $channel:path, $n:expr) => {
+        async move {
+            let (to_b, mut b_gets) = $channel();
+            let (to_a, mut a_gets) = $channel();
+            let b = $spawn(async move {
                 while let Some(ball) = b_gets.recv().await {
                     let _ = to_a.send(ball);
                 }
             });
-            for ball in 0..n {
+            for ball in 0..$n {
                 let _ = to_b.send(ball);
                 a_gets.recv().await;
             }
             drop(to_b);
             b.await.map_err(|e| io::Error::other(e.to_string()))
-        }),
-        "tokio current_thread" => tokio_timed(async move {
-            let (to_b, mut b_gets) = tokio::sync::mpsc::unbounded_channel::<usize>();
-            let (to_a, mut a_gets) = tokio::sync::mpsc::unbounded_channel::<usize>();
-            let b = tokio::spawn(async move {
-                while let Some(ball) = b_gets.recv().await {
-                    let _ = to_a.send(ball);
-                }
-            });
-            for ball in 0..n {
-                let _ = to_b.send(ball);
-                a_gets.recv().await;
+        }
+    };
+}
+
+/// [`spawn_complete`] for chapter 5 and tokio, as [`ping_pong_on`]: `n`
+/// tasks each count `left` down, and the one for which `last` says so tells
+/// the waiting future.
+macro_rules! spawn_complete_on {
+    ($spawn:path, $channel:path, $n:expr, $left:expr, $last:expr) => {
+        async move {
+            let (left, (done, mut all_done)) = ($left, $channel());
+            for _ in 0..$n {
+                let (left, done) = (Arc::clone(&left), done.clone());
+                drop($spawn(async move {
+                    if $last(&left) {
+                        let _ = done.send(());
+                    }
+                }));
             }
-            drop(to_b);
-            b.await.map_err(io::Error::other)
-        }),
+            all_done.recv().await;
+            Ok(())
+        }
+    };
+}
+
+/// Total time of `n` ping-pong round trips between two tasks on `who`.
+pub fn ping_pong(who: &str, n: usize) -> io::Result<Duration> {
+    match who {
+        "ch05 runtime, 1 thread" => ch05_timed(
+            ch05_runtime::Runtime::new()?,
+            ping_pong_on!(ch05_runtime::spawn, ch05_runtime::channel::channel, n),
+        ),
+        "tokio current_thread" => tokio_timed(ping_pong_on!(tokio::spawn, tokio::sync::mpsc::unbounded_channel, n)),
         "smol async-executor" => smol_timed(|executor| async move {
             let (to_b, b_gets) = async_channel::unbounded::<usize>();
             let (to_a, a_gets) = async_channel::unbounded::<usize>();
@@ -184,32 +204,13 @@ pub fn spawn_complete(who: &str, n: usize) -> io::Result<Duration> {
     // Each task counts down; the one that reaches zero says so.
     let last = |left: &AtomicUsize| left.fetch_sub(1, Ordering::AcqRel) == 1;
     match who {
-        "ch05 runtime, 1 thread" => ch05_timed(ch05_runtime::Runtime::new()?, async move {
-            let (left, (done, mut all_done)) = (counter(), ch05_runtime::channel::channel::<()>());
-            for _ in 0..n {
-                let (left, done) = (Arc::clone(&left), done.clone());
-                drop(ch05_runtime::spawn(async move {
-                    if last(&left) {
-                        let _ = done.send(());
-                    }
-                }));
-            }
-            all_done.recv().await;
-            Ok(())
-        }),
-        "tokio current_thread" => tokio_timed(async move {
-            let (left, (done, mut all_done)) = (counter(), tokio::sync::mpsc::unbounded_channel::<()>());
-            for _ in 0..n {
-                let (left, done) = (Arc::clone(&left), done.clone());
-                drop(tokio::spawn(async move {
-                    if last(&left) {
-                        let _ = done.send(());
-                    }
-                }));
-            }
-            all_done.recv().await;
-            Ok(())
-        }),
+        "ch05 runtime, 1 thread" => ch05_timed(
+            ch05_runtime::Runtime::new()?,
+            spawn_complete_on!(ch05_runtime::spawn, ch05_runtime::channel::channel, n, counter(), last),
+        ),
+        "tokio current_thread" => {
+            tokio_timed(spawn_complete_on!(tokio::spawn, tokio::sync::mpsc::unbounded_channel, n, counter(), last))
+        }
         "smol async-executor" => smol_timed(|executor| async move {
             let (left, (done, all_done)) = (counter(), async_channel::unbounded::<()>());
             for _ in 0..n {

@@ -283,6 +283,48 @@ pub fn targets_table(results: &Results) -> String {
     out
 }
 
+/// The closing note's figures in a few lines: for each measure, every
+/// contender's median, then the targets met and missed.
+pub fn summary_table(results: &Results) -> String {
+    let mut out = String::from("| | figures (medians) |\n|---|---|\n");
+    let mut line = |what: String, workload: &str, measure: Option<&str>| {
+        let figures: Vec<String> = results
+            .contenders(workload)
+            .into_iter()
+            .filter_map(|who| {
+                let metric = measure.map_or(format!("{workload} / {who}"), |m| format!("{workload} / {who} / {m}"));
+                let row = results.get(&metric)?;
+                Some(format!("{who} {}", amount(row.value?, &row.unit)))
+            })
+            .collect();
+        if !figures.is_empty() {
+            let _ = writeln!(out, "| {what} | {} |", figures.join("; "));
+        }
+    };
+    if let Some(n) = results.sizes().last() {
+        let workload = format!("{n} GETs");
+        line(format!("{n} concurrent GETs, CPU time"), &workload, Some("CPU time"));
+        line(format!("{n} concurrent GETs, memory per request"), &workload, Some("memory per request"));
+    }
+    line("switch / yield round trip".into(), "round trip", None);
+    line("spawn + complete, per task".into(), "spawn + complete", None);
+    line("memory per idle task".into(), "idle task memory", None);
+    let (mut met, mut missed) = (Vec::new(), Vec::new());
+    for target in targets(results) {
+        let (Some(ours), Some(peer)) = (results.get(&target.ours), results.get(&target.peer)) else { continue };
+        let (Some(o), Some(p)) = (ours.value, peer.value) else { continue };
+        let text = format!("{}: {} vs {}", target.what, amount(o, &ours.unit), amount(p, &peer.unit));
+        if o / p <= target.factor {
+            met.push(text);
+        } else {
+            missed.push(format!("{text}, {:.0}% over", (o / p / target.factor - 1.0) * 100.0));
+        }
+    }
+    let _ = writeln!(out, "| targets met | {} |", if met.is_empty() { "none".into() } else { met.join("; ") });
+    let _ = writeln!(out, "| targets missed | {} |", if missed.is_empty() { "none".into() } else { missed.join("; ") });
+    out
+}
+
 /// Everything, for the terminal: the caption, then every table.
 pub fn text(results: &Results) -> String {
     let mut out = format!("{}\n\n", caption(results));
@@ -311,6 +353,7 @@ pub fn write(results: &Results, dir: &Path, jsonl: Option<&str>) -> anyhow::Resu
     if results.get("round trip / corosensei").is_some() {
         files.push(("micro.md", with_caption(micro_table(results))));
         files.push(("targets.md", with_caption(targets_table(results))));
+        files.push(("summary.md", with_caption(summary_table(results))));
     }
     if let Some(jsonl) = jsonl {
         files.push(("results.jsonl", jsonl.to_string()));
@@ -359,6 +402,12 @@ mod tests {
         // 60 / 50 = 1.2: 20% over.
         assert!(targets.contains("| 1.20 | **missed** by 20% |"), "{targets}");
         assert!(targets.contains("| not measured |"), "{targets}");
+        let summary = summary_table(&Results::parse(SAMPLE)?);
+        assert!(
+            summary.contains("| switch / yield round trip | corosensei 4.0 ns; ch02 fibers, inline switch 5.0 ns;"),
+            "{summary}"
+        );
+        assert!(summary.contains("futures LocalPool: 60.0 ns vs 50.0 ns, 20% over |"), "{summary}");
         Ok(())
     }
 

@@ -38,7 +38,8 @@ COMMANDS:
                thread each; CPU work on every core; a system call by hand
     serve      a standalone delay server (options below), for workshops
     bench      what threads cost: spawn, switch, memory, how many fit
-               (use --release for real numbers)
+               (use --release for real numbers; --json: one JSON object
+               per figure and line instead of the table)
     --help     this text
 
 SERVE OPTIONS:
@@ -70,7 +71,7 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
         Some("serve") => serve(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some(bench_kit::SERVE) => Ok(bench_kit::serve_delay_server()?),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
@@ -262,8 +263,12 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// `bench`: what OS threads cost, as one table.
-fn bench() -> anyhow::Result<()> {
+/// `bench [--json]`: what OS threads cost, as one table (or JSON lines).
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let (json, rest) = report::json_flag(args);
+    if let Some(other) = rest.first() {
+        return Err(cli::unknown("bench option", other));
+    }
     const RUNS: usize = 5;
     const SMALL_STACK: usize = 64 * 1024;
     const STD_STACK: usize = 2 * 1024 * 1024;
@@ -271,12 +276,15 @@ fn bench() -> anyhow::Result<()> {
     const HAND_OVERS: usize = 20_000;
     const PARKED: usize = 1_000;
     const MAX_THREADS: usize = 30_000;
-    println!("{}", report::machine());
     let legend = format!(
         "medians of {RUNS} runs (with the smallest and largest where runs differ a lot); memory measured \
          with {PARKED} threads parked at once"
     );
-    println!("{}", report::wrap(&legend, 100, ""));
+    if !json {
+        println!("{}", report::machine());
+        println!("{}", report::wrap(&legend, 100, ""));
+    }
+    let mut figures = report::Figures::new("ch01");
     let mut progress = bench_kit::Progress::new(5 * RUNS + 3);
     let mut step = |what: &str| {
         progress.start(what);
@@ -302,13 +310,20 @@ fn bench() -> anyhow::Result<()> {
     let spawn_any_cpu = spread("spawn + join, any CPU", &|| measure::spawn_join(SPAWNS, SMALL_STACK))?;
     let same_cpu = spread("hand-over, same CPU", &|| measure::ping_pong(HAND_OVERS, true))?;
     let two_cpus = spread("hand-over, any CPU", &|| measure::ping_pong(HAND_OVERS, false))?;
+    let spawn_std_label = format!("spawn + join, {} stack, same CPU", bytes(STD_STACK as u64));
+    figures
+        .times(&format!("spawn + join, {small} stack, same CPU"), spawn_small)
+        .times(&spawn_std_label, spawn_std)
+        .times(&format!("spawn + join, {small} stack, any CPU"), spawn_any_cpu)
+        .times("hand-over between 2 threads, same CPU", same_cpu)
+        .times("hand-over between 2 threads, any CPU", two_cpus);
     table.row(&[
         format!("spawn + join, {small} stack, same CPU"),
         timing(spawn_small),
         "a kernel task, a fresh signal stack (glibc reuses the stack), run, tear down".into(),
     ]);
     table.row(&[
-        format!("spawn + join, {} stack, same CPU", bytes(STD_STACK as u64)),
+        spawn_std_label,
         timing(spawn_std),
         "the stack size barely matters: it is only reserved (and reused)".into(),
     ]);
@@ -324,6 +339,10 @@ fn bench() -> anyhow::Result<()> {
         step(&format!("memory of {PARKED} parked threads"));
         let memory = measure::memory_per_parked_thread(PARKED, stack)?;
         let label = bytes(stack as u64);
+        figures
+            .bytes(&format!("virtual memory per thread, {label} stack"), memory.virtual_per_thread)
+            .bytes(&format!("resident memory per thread, {label} stack"), memory.resident_per_thread)
+            .bytes(&format!("kernel stack per thread, {label} stack"), memory.kernel_stack_per_thread);
         table.row(&[
             format!("virtual memory per thread, {label} stack"),
             bytes(memory.virtual_per_thread),
@@ -350,9 +369,15 @@ fn bench() -> anyhow::Result<()> {
         }
         measure::LimitReason::SpawnFailed(e) => format!("the OS refused the next one: {e}"),
     };
-    table.row(&[format!("most threads held at once, {small} stacks"), limit.held.to_string(), why]);
+    let held_label = format!("most threads held at once, {small} stacks");
+    figures.push(report::Figure::new("ch01", &held_label, limit.held as f64, "count").with_note(why.clone()));
+    table.row(&[held_label, limit.held.to_string(), why]);
     drop(progress);
-    print!("{table}");
+    if json {
+        print!("{}", figures.to_json_lines());
+    } else {
+        print!("{table}");
+    }
     Ok(())
 }
 

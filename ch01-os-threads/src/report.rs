@@ -2,6 +2,11 @@
 //!
 //! Every chapter's `bench` subcommand uses these, so all tables look alike and
 //! all say where they were measured (numbers without a machine mean little).
+//!
+//! With `--json`, a bench prints the same figures as one JSON object per line
+//! ([`Figure`], gathered in [`Figures`]) instead of a table, so that tables and
+//! charts elsewhere (the workspace's `bench/` showdown, the book) are
+//! generated from measured numbers, never typed again by hand.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -19,6 +24,30 @@ pub fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into());
     let build = if cfg!(debug_assertions) { "debug build: use --release for real numbers" } else { "release build" };
     format!("machine: {cpu}, {cpus} CPUs, Linux {} ({build})", kernel.trim())
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`, for the caption under a table.
+pub fn date_utc() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_date((seconds / 86_400) as i64);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The calendar date `days` days after 1970-01-01 (proleptic Gregorian).
+///
+/// Counted in 400-year eras, which always hold 146 097 days, with years
+/// starting on 1 March so that the leap day is the last day of a year.
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The median of some samples (the middle one after sorting): unlike the
@@ -107,6 +136,181 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// One figure a bench measured, as `--json` prints it: one JSON object per
+/// line, `{"chapter":"ch02","metric":"yield round trip","value":18.6,"unit":"ns"}`,
+/// with `"min"` and `"max"` when the value is the median of repeated runs
+/// and `"note"` for words that go with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// Which bench measured it: `ch01` … `ch05`, or `showdown`.
+    pub chapter: String,
+    /// What was measured, in words (the table's row, and column if any).
+    pub metric: String,
+    /// The number: the median where runs were repeated.
+    pub value: f64,
+    /// Its unit: `ns` for times, `B` for bytes, `count`, `CPUs`, `x` for a ratio.
+    pub unit: String,
+    /// The smallest and largest of the repeated runs.
+    pub range: Option<(f64, f64)>,
+    /// Words that go with the number (why a run stopped, the machine line).
+    pub note: Option<String>,
+}
+
+impl Figure {
+    /// A figure without a range or a note.
+    pub fn new(chapter: &str, metric: &str, value: f64, unit: &str) -> Figure {
+        Figure {
+            chapter: chapter.to_string(),
+            metric: metric.to_string(),
+            value,
+            unit: unit.to_string(),
+            range: None,
+            note: None,
+        }
+    }
+
+    /// A time, in nanoseconds.
+    pub fn time(chapter: &str, metric: &str, time: Duration) -> Figure {
+        Figure::new(chapter, metric, time.as_nanos() as f64, "ns")
+    }
+
+    /// The median of repeated timed runs, with their range, in nanoseconds.
+    pub fn times(chapter: &str, metric: &str, spread: Spread<Duration>) -> Figure {
+        let ns = |d: Duration| d.as_nanos() as f64;
+        Figure { range: Some((ns(spread.min), ns(spread.max))), ..Figure::time(chapter, metric, spread.median) }
+    }
+
+    /// A byte count.
+    pub fn bytes(chapter: &str, metric: &str, bytes: u64) -> Figure {
+        Figure::new(chapter, metric, bytes as f64, "B")
+    }
+
+    /// The machine the figures were measured on: the CPU count as the value,
+    /// the whole [`machine`] line and the date as the note. Benches print it first.
+    pub fn machine(chapter: &str) -> Figure {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let note = format!("{}; {}", machine(), date_utc());
+        Figure { note: Some(note), ..Figure::new(chapter, "machine", cpus as f64, "CPUs") }
+    }
+
+    /// The same figure with `note` attached.
+    pub fn with_note(self, note: impl Into<String>) -> Figure {
+        Figure { note: Some(note.into()), ..self }
+    }
+
+    /// The figure as one line of JSON (no newline).
+    pub fn to_json(&self) -> String {
+        let mut out = format!(
+            "{{\"chapter\":{},\"metric\":{},\"value\":{},\"unit\":{}",
+            json_string(&self.chapter),
+            json_string(&self.metric),
+            json_number(self.value),
+            json_string(&self.unit)
+        );
+        if let Some((min, max)) = self.range {
+            let _ = write!(out, ",\"min\":{},\"max\":{}", json_number(min), json_number(max));
+        }
+        if let Some(note) = &self.note {
+            let _ = write!(out, ",\"note\":{}", json_string(note));
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// A JSON number: JSON has no NaN or infinity, so those become `null`.
+fn json_number(value: f64) -> String {
+    if value.is_finite() { format!("{value}") } else { "null".to_string() }
+}
+
+/// A JSON string: quoted, with `"`, `\\` and control characters escaped.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The figures of one bench run, for `--json`: the machine first, then each
+/// figure in the order it was measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Which bench: `ch01` … `ch05`, `showdown`.
+    chapter: String,
+    /// What it measured so far.
+    list: Vec<Figure>,
+}
+
+impl Figures {
+    /// An empty list for `chapter`, starting with [`Figure::machine`].
+    pub fn new(chapter: &str) -> Figures {
+        Figures { chapter: chapter.to_string(), list: vec![Figure::machine(chapter)] }
+    }
+
+    /// Which bench these figures belong to.
+    pub fn chapter(&self) -> &str {
+        &self.chapter
+    }
+
+    /// Adds a figure.
+    pub fn push(&mut self, figure: Figure) -> &mut Figures {
+        self.list.push(figure);
+        self
+    }
+
+    /// Adds a time ([`Figure::time`]) of this chapter.
+    pub fn time(&mut self, metric: &str, time: Duration) -> &mut Figures {
+        let figure = Figure::time(&self.chapter, metric, time);
+        self.push(figure)
+    }
+
+    /// Adds a median with its range ([`Figure::times`]) of this chapter.
+    pub fn times(&mut self, metric: &str, spread: Spread<Duration>) -> &mut Figures {
+        let figure = Figure::times(&self.chapter, metric, spread);
+        self.push(figure)
+    }
+
+    /// Adds a byte count of this chapter.
+    pub fn bytes(&mut self, metric: &str, bytes: u64) -> &mut Figures {
+        let figure = Figure::bytes(&self.chapter, metric, bytes);
+        self.push(figure)
+    }
+
+    /// Adds any other number of this chapter.
+    pub fn number(&mut self, metric: &str, value: f64, unit: &str) -> &mut Figures {
+        let figure = Figure::new(&self.chapter, metric, value, unit);
+        self.push(figure)
+    }
+
+    /// Everything gathered so far.
+    pub fn list(&self) -> &[Figure] {
+        &self.list
+    }
+
+    /// All the figures, one JSON object per line.
+    pub fn to_json_lines(&self) -> String {
+        self.list.iter().map(|figure| figure.to_json() + "\n").collect()
+    }
+}
+
+/// Splits `--json` off a bench's arguments: whether it was given, and the
+/// other arguments in order.
+pub fn json_flag(args: &[String]) -> (bool, Vec<String>) {
+    let rest: Vec<String> = args.iter().filter(|arg| *arg != "--json").cloned().collect();
+    (rest.len() < args.len(), rest)
 }
 
 /// A plain-text table with aligned columns.
@@ -201,6 +405,42 @@ mod tests {
         assert_eq!(wrap("short", 100, "  "), "short\n");
         assert_eq!(wrap("", 10, ""), "");
         assert_eq!(wrap("averyveryverylongword x", 5, ""), "averyveryverylongword\nx\n");
+    }
+
+    #[test]
+    fn figures_print_as_json_lines() {
+        let spread =
+            Spread { median: Duration::from_nanos(18), min: Duration::from_nanos(17), max: Duration::from_nanos(20) };
+        let figure = Figure::times("ch02", "yield \"round\" trip\\", spread).with_note("two\nlines\u{1}");
+        assert_eq!(
+            figure.to_json(),
+            r#"{"chapter":"ch02","metric":"yield \"round\" trip\\","value":18,"unit":"ns","min":17,"max":20,"note":"two\nlines\u0001"}"#
+        );
+        assert_eq!(
+            Figure::new("ch05", "ratio", 0.5, "x").to_json(),
+            r#"{"chapter":"ch05","metric":"ratio","value":0.5,"unit":"x"}"#
+        );
+        assert_eq!(Figure::new("ch05", "nothing", f64::NAN, "x").value.to_string(), "NaN");
+        assert!(Figure::new("ch05", "nothing", f64::NAN, "x").to_json().contains(r#""value":null"#));
+        let mut figures = Figures::new("ch01");
+        figures.bytes("memory", 4096).time("spawn", Duration::from_micros(12));
+        let text = figures.to_json_lines();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with(r#"{"chapter":"ch01","metric":"machine","value":"#), "{}", lines[0]);
+        assert!(lines[0].contains(r#""unit":"CPUs","note":"machine: "#), "{}", lines[0]);
+        assert_eq!(lines[1], r#"{"chapter":"ch01","metric":"memory","value":4096,"unit":"B"}"#);
+        assert_eq!(lines[2], r#"{"chapter":"ch01","metric":"spawn","value":12000,"unit":"ns"}"#);
+    }
+
+    #[test]
+    fn dates_count_leap_years() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(59), (1970, 3, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29)); // 2000 is a leap year (divisible by 400)
+        assert_eq!(civil_date(19_782), (2024, 2, 29));
+        assert_eq!(civil_date(20_513), (2026, 3, 1));
+        assert_eq!(date_utc().len(), 10);
     }
 
     #[test]

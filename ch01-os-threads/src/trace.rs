@@ -35,6 +35,17 @@ pub fn line(component: &str, text: &str) -> String {
     format!("{:<14} {:>6} ms  {text}", format!("[{component}]"), ms())
 }
 
+/// Prints a trace line (as [`say!`](crate::say) does) on stdout, or on
+/// stderr when `aside`: a bench run with `--json` keeps stdout for its JSON
+/// lines, and what it says on the way still reaches the terminal.
+pub fn say_aside(aside: bool, component: &str, text: &str) {
+    if aside {
+        eprintln!("{}", line(component, text));
+    } else {
+        println!("{}", line(component, text));
+    }
+}
+
 /// Prints the header of a demo's section: a blank line, then
 /// `--- 2. the same five requests, one OS thread each ---`. Every chapter's
 /// demo marks its sections this way.

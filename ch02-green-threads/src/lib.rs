@@ -35,17 +35,21 @@
 //! ## Layout
 //!
 //! - [`arch`]: the context switch, a `#[unsafe(naked)]` function per CPU
-//!   (x86-64 only), with the stack layout of a new fiber.
+//!   (x86-64 only), with the stack layout of a new fiber; and, going
+//!   faster, the switch as inline assembly at the yield site
+//!   ([`arch::inline`]).
 //! - [`stack`]: `mmap`ed stacks with a guard page, a free list, and the
 //!   high-water mark of how much of a stack a fiber used.
 //! - [`overflow`]: the `SIGSEGV` handler that turns a hit on a guard page into
 //!   "green thread 3 overflowed its 64 KiB stack".
 //! - [`ring`]: the ring of fibers in the order they take turns, and the
-//!   hot path: [`yield_now`].
+//!   hot path: [`yield_now`], through the runtime's kind of [`Switch`].
 //! - [`runtime`]: the scheduler: [`run`], [`spawn`], stacks in and out, and
 //!   the fiber's entry function, with the calling thread as the main fiber.
 //! - [`task`]: a fiber's closure and result, and [`JoinHandle`].
 //! - [`asan`]: telling AddressSanitizer about our stacks (feature `asan`).
+//! - [`measure`]: what a yield, a spawn and a parked fiber cost (for the
+//!   chapter's bench and the workspace's `bench/`).
 //!
 //! Runtimes are per thread and nothing here is `Send`: a fiber never moves to
 //! another OS thread (its stack holds references into this thread's
@@ -56,12 +60,13 @@ compile_error!("ch02-green-threads supports Linux only (x86-64): it uses mmap, m
 
 pub mod arch;
 pub mod asan;
+pub mod measure;
 pub mod overflow;
 pub mod ring;
 pub mod runtime;
 pub mod stack;
 pub mod task;
 
-pub use ring::{yield_now, yield_now_naive};
+pub use ring::{Switch, yield_now, yield_now_naive};
 pub use runtime::{Config, Stats, current_id, run, spawn, stats};
 pub use task::{FiberStats, JoinError, JoinHandle};

@@ -22,6 +22,8 @@
 //! `DELAY_SERVER=host:port` makes step 4 use that delay server instead of an
 //! embedded one.
 
+mod bench;
+
 use std::cell::Cell;
 use std::hint::black_box;
 use std::io;
@@ -31,13 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ch01_os_threads::bench_kit::Progress;
 use ch01_os_threads::delay_server::{Config as ServerConfig, DemoServer};
-use ch01_os_threads::measure::{self, ProcStatus};
-use ch01_os_threads::report::{self, Table, bytes, duration, median_of};
+use ch01_os_threads::measure::ProcStatus;
+use ch01_os_threads::report::{bytes, duration};
 use ch01_os_threads::trace::section;
 use ch01_os_threads::{cli, client, http, say, sys};
-use ch02_green_threads::{Config, current_id, run, spawn, stats, yield_now, yield_now_naive};
+use ch02_green_threads::{Config, current_id, run, spawn, stats, yield_now};
 
 const HELP: &str = "\
 ch02-green-threads: stackful green threads with our own context switch
@@ -48,8 +49,9 @@ USAGE:
 COMMANDS:
     (none)     the guided demo: taking turns, many green threads, starvation
                vs preemption, and a blocking read that stalls everyone
-    bench      switch, spawn and memory costs next to ch01's OS threads
-               (use --release for real numbers)
+    bench      switch, spawn and memory costs next to ch01's OS threads,
+               and the going-faster inline switch (use --release for real
+               numbers; --json: one JSON object per figure and line)
     overflow   a green thread overflows its stack on purpose: the guard page
                catches it and the process aborts with a message
     --help     this text
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
 fn run_command(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
-        Some("bench") => bench(),
+        Some("bench") => bench::run(&args[1..]),
         Some("overflow") => overflow(),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
@@ -364,254 +366,3 @@ fn deep(depth: u32) -> u32 {
     deep(depth + 1).wrapping_add(u32::from(frame[FRAME - 1]))
 }
 // ANCHOR_END: overflow
-
-// ---------------------------------------------------------------- the bench
-
-fn bench() -> anyhow::Result<()> {
-    const RUNS: usize = 7;
-    const STACK: usize = 64 * 1024;
-    const GREEN_PARKED: usize = 10_000;
-    const OS_PARKED: usize = 1_000;
-    println!("{}", report::machine());
-    say!("main", "measuring, {RUNS} runs each (takes a few seconds)");
-    let mut progress = Progress::new(10 * RUNS + 2);
-    let mut step = |what: &str| {
-        progress.start(what);
-        progress.finish_step();
-    };
-    let mut median = |what: &str, f: &dyn Fn() -> io::Result<Duration>| {
-        median_of(RUNS, || {
-            step(what);
-            f()
-        })
-    };
-
-    // Switch costs are a few nanoseconds: each run times a million round
-    // trips, and the table shows tenths of a nanosecond (`report::duration`
-    // rounds to whole ones, which would hide the differences that matter here).
-    const TRIPS: u32 = 1_000_000;
-    let per_trip = |total: Duration| total.as_secs_f64() * 1e9 / f64::from(TRIPS);
-    let nanos = |total: Duration| format!("{:.1} ns", per_trip(total));
-    let round_trip = median("yield round trip", &|| yield_round_trip::<false>(TRIPS))?;
-    let round_trip_naive = median("yield round trip, naive switch", &|| yield_round_trip::<true>(TRIPS))?;
-    let bare = median("bare switch", &|| bare::round_trip(bare::Switch::Ours, TRIPS))?;
-    let bare_naive = median("bare switch, naive", &|| bare::round_trip(bare::Switch::Naive, TRIPS))?;
-    let bare_no_fp =
-        median("bare switch, no control words", &|| bare::round_trip(bare::Switch::WithoutFloatControl, TRIPS))?;
-    let spawn_recycled = median("spawn + join", &|| spawn_join(20_000, Config::default()))?;
-    let spawn_measured = median("spawn + join, measuring", &|| spawn_join(5_000, Config::measuring_stack_use()))?;
-    let fresh = Config { max_free_stacks: 0, ..Config::default() };
-    let spawn_fresh = median("spawn + join, fresh stacks", &|| spawn_join(300, fresh))?;
-    // Pinned to one CPU: unpinned, a new OS thread sometimes starts on another
-    // CPU and the number jumps between runs (see ch01's bench).
-    let os_hand_over = median("OS hand-over", &|| measure::ping_pong(2_000, true)).context("ch01 ping-pong")?;
-    let os_spawn = median("OS spawn + join", &|| measure::on_one_cpu(|| measure::spawn_join(300, STACK)))
-        .context("ch01 spawn+join")?;
-    step(&format!("memory of {GREEN_PARKED} parked green threads"));
-    let memory = fiber_memory(GREEN_PARKED)?;
-    step(&format!("memory of {OS_PARKED} parked OS threads"));
-    let os_memory = measure::memory_per_parked_thread(OS_PARKED, STACK).context("ch01 memory per thread")?;
-    drop(progress);
-
-    let ratio = |os: Duration, green: Duration| format!("{:.0}x", os.as_secs_f64() / green.as_secs_f64().max(1e-12));
-    let what = format!("what ({} stacks)", bytes(STACK as u64));
-    let mut table = Table::new(&[what.as_str(), "green thread (ch02)", "OS thread (ch01)", "OS / green"]);
-    table
-        .row(&[
-            "switch there and back (yield round trip)",
-            &nanos(round_trip),
-            &duration(os_hand_over * 2),
-            &format!("{:.0}x", (os_hand_over * 2).as_secs_f64() * 1e9 / per_trip(round_trip)),
-        ])
-        .row(&["  same, naive switch (ends in `ret`)", &nanos(round_trip_naive), "", ""])
-        .row(&[
-            "  bare switch, no scheduler: ours / naive",
-            &format!("{} / {}", nanos(bare), nanos(bare_naive)),
-            "",
-            "",
-        ])
-        .row(&["  bare switch, not saving MXCSR / x87 control", &nanos(bare_no_fp), "", ""])
-        .row(&[
-            "spawn + join, empty (stack from the free list)",
-            &duration(spawn_recycled),
-            &duration(os_spawn),
-            &ratio(os_spawn, spawn_recycled),
-        ])
-        .row(&["  same, measuring stack use", &duration(spawn_measured), "", ""])
-        .row(&["  same, fresh mmap for every stack", &duration(spawn_fresh), "", ""])
-        .row(&["memory reserved (virtual) each", &bytes(memory.0), &bytes(os_memory.virtual_per_thread), ""])
-        .row(&["memory resident each, after running", &bytes(memory.1), &bytes(os_memory.resident_per_thread), ""]);
-    print!("{table}");
-    let legend = format!(
-        "Medians of {RUNS} runs. OS threads pinned to one CPU: switch = two hand-overs (ch01 ping_pong), spawn + \
-         join (ch01 spawn_join). Memory: {GREEN_PARKED} green threads / {OS_PARKED} OS threads parked at once, \
-         from /proc/self/status."
-    );
-    print!("{}", report::wrap(&legend, 100, ""));
-    Ok(())
-}
-
-// ANCHOR: bench_round_trip
-/// Total time of `n` round trips main -> fiber -> main. `NAIVE` picks the switch that ends in `ret`. Each loop calls the
-/// (inlined) yield from its own code, as real fibers do.
-fn yield_round_trip<const NAIVE: bool>(n: u32) -> io::Result<Duration> {
-    let yield_once = || if NAIVE { yield_now_naive() } else { yield_now() };
-    run(Config::default(), || {
-        let partner = spawn(move || {
-            for _ in 0..n {
-                yield_once();
-            }
-        })?;
-        let start = Instant::now();
-        for _ in 0..n {
-            yield_once();
-        }
-        let elapsed = start.elapsed();
-        partner.join().map_err(io::Error::other)?;
-        Ok(elapsed)
-    })?
-}
-// ANCHOR_END: bench_round_trip
-
-/// Average time to spawn an empty fiber and join it, over `n` of them.
-fn spawn_join(n: u32, config: Config) -> io::Result<Duration> {
-    run(config, || {
-        spawn(|| ())?.join().map_err(io::Error::other)?; // warm up: the first stack is always fresh
-        let start = Instant::now();
-        for _ in 0..n {
-            spawn(|| ())?.join().map_err(io::Error::other)?;
-        }
-        Ok(start.elapsed() / n)
-    })?
-}
-
-/// Virtual and resident bytes per fiber with `n` fibers parked at once
-/// (each has run up to its first yield).
-fn fiber_memory(n: usize) -> io::Result<(u64, u64)> {
-    let before = ProcStatus::read()?;
-    let during = run(Config::default(), || {
-        let mut fibers = Vec::with_capacity(n);
-        for _ in 0..n {
-            fibers.push(spawn(yield_now)?);
-        }
-        yield_now();
-        let during = ProcStatus::read()?;
-        for fiber in fibers {
-            fiber.join().map_err(io::Error::other)?;
-        }
-        Ok::<_, io::Error>(during)
-    })??;
-    let per = |after: u64, before: u64| after.saturating_sub(before) / n.max(1) as u64;
-    Ok((per(during.virtual_bytes, before.virtual_bytes), per(during.resident_bytes, before.resident_bytes)))
-}
-
-/// The bare switch, without any runtime: two contexts ping-ponging through
-/// the switch directly, to see the switch's own cost.
-mod bare {
-    use std::arch::naked_asm;
-    use std::io;
-    use std::time::{Duration, Instant};
-
-    use ch02_green_threads::arch;
-    use ch02_green_threads::stack::Stack;
-
-    /// Which switch function to measure.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Switch {
-        /// `arch::switch`: ends in `jmp`.
-        Ours,
-        /// `arch::switch_naive`: ends in `ret`.
-        Naive,
-        /// `switch_without_float_control` below: what the control words cost.
-        WithoutFloatControl,
-    }
-
-    type SwitchFn = unsafe extern "sysv64" fn(*mut *mut u8, *mut u8);
-
-    impl Switch {
-        fn function(self) -> SwitchFn {
-            match self {
-                Switch::Ours => arch::switch,
-                Switch::Naive => arch::switch_naive,
-                Switch::WithoutFloatControl => switch_without_float_control,
-            }
-        }
-    }
-
-    // ANCHOR: without_float_control
-    /// `arch::switch` minus the MXCSR and x87 control word, for the bench
-    /// only. Not a complete switch for the System V ABI, and it leaves the
-    /// control-word slot unwritten, so its frames must never be resumed by
-    /// `arch::switch`: only `round_trip` uses it, for both sides.
-    ///
-    /// # Safety
-    ///
-    /// As for `arch::switch`, and both contexts must only ever be switched by
-    /// this function.
-    #[unsafe(naked)]
-    unsafe extern "sysv64" fn switch_without_float_control(save_sp_into: *mut *mut u8, resume_sp: *mut u8) {
-        naked_asm!(
-            "push rbp", // the six callee-saved registers, as in arch::switch
-            "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            "sub rsp, 8",     // the same frame layout, but the slot stays unwritten
-            "mov [rdi], rsp", // publish our stack pointer
-            "mov rsp, rsi",   // take the other one
-            "add rsp, 8",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
-            "pop rcx", // resume with an indirect jump, as arch::switch does
-            "jmp rcx",
-        )
-    }
-    // ANCHOR_END: without_float_control
-
-    /// The two saved stack pointers, and the switch both sides use.
-    struct Pair {
-        main: *mut u8,
-        partner: *mut u8,
-        switch: SwitchFn,
-    }
-
-    /// The partner context: switch back to main, forever.
-    extern "sysv64" fn partner(arg: *mut u8) -> ! {
-        let pair = arg.cast::<Pair>();
-        loop {
-            // SAFETY: `pair` outlives every switch (see `round_trip`), and
-            // main's saved stack pointer is valid whenever we run.
-            unsafe { ((*pair).switch)(&raw mut (*pair).partner, (*pair).main) }
-        }
-    }
-
-    /// Total time of `n` round trips main -> partner -> main.
-    pub fn round_trip(which: Switch, n: u32) -> io::Result<Duration> {
-        let stack = Stack::new(16 * 1024)?;
-        let switch = which.function();
-        let mut pair = Box::new(Pair { main: std::ptr::null_mut(), partner: std::ptr::null_mut(), switch });
-        let pair_ptr: *mut Pair = &mut *pair;
-        // SAFETY: the stack is fresh and its top 16-byte aligned; the partner
-        // never returns. (The initial frame holds the default control words,
-        // so any of the three switches may start it.)
-        unsafe { (*pair_ptr).partner = arch::init_stack(stack.top(), partner, pair_ptr.cast()) };
-        let start = Instant::now();
-        for _ in 0..n {
-            // SAFETY: the partner's saved stack pointer is valid (fresh from
-            // init_stack, or saved by its last switch) and its stack mapped.
-            unsafe { switch(&raw mut (*pair_ptr).main, (*pair_ptr).partner) }
-        }
-        let elapsed = start.elapsed();
-        // The partner stays suspended in its loop for good. It owns nothing
-        // on its stack (only a copy of the pointer), so unmapping the stack
-        // under it is harmless.
-        drop(stack);
-        drop(pair);
-        Ok(elapsed)
-    }
-}

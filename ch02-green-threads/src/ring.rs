@@ -62,7 +62,38 @@ pub(crate) struct Context {
     pub(crate) stack_bottom: usize,
     /// The usable size of its stack, for the overflow message (and ASan).
     pub(crate) stack_size: usize,
+    /// How the runtime switches (the same for every context of a runtime:
+    /// the two kinds of switch leave different frames behind).
+    pub(crate) switch: Switch,
 }
+
+// ANCHOR: switch_kind
+/// Which context switch a runtime uses (`Config::switch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Switch {
+    /// [`arch::switch`], the one this chapter teaches: a function every
+    /// yield calls, which saves all six callee-saved registers and MXCSR and
+    /// the x87 control word, and resumes with an indirect `jmp`.
+    #[default]
+    Call,
+    /// Going faster: [`arch::inline`], the switch as inline assembly at the
+    /// yield site. The compiler saves only the registers that are live
+    /// there, and no call is left without its return.
+    Inline {
+        /// Also save and restore MXCSR and the x87 control word on every
+        /// switch, so that each fiber keeps its own rounding mode (Boost.
+        /// Context's `preserve_fpu`). Off in [`Switch::INLINE`]: the two
+        /// words then belong to the thread, and a fiber that changes them
+        /// changes them for all.
+        save_float_control: bool,
+    },
+}
+
+impl Switch {
+    /// The inline switch without the control words: the fastest.
+    pub const INLINE: Switch = Switch::Inline { save_float_control: false };
+}
+// ANCHOR_END: switch_kind
 
 thread_local! {
     /// The running fiber's context, or null outside [`run`]. An atomic only
@@ -128,36 +159,66 @@ pub(crate) fn guard_page_owner(fault: usize) -> Option<(u64, usize)> {
 /// (see `arch::x86_64`'s "Why `switch` ends in `jmp`").
 #[inline(always)]
 pub fn yield_now() {
-    if let Some((save, resume, (bottom, size))) = prepare_yield() {
+    if let Some((how, save, resume, (bottom, size))) = prepare_yield() {
         let fake_stack = asan::start_switch(bottom, size); // nothing, unless built for ASan
         // SAFETY: `prepare_yield` made our successor in the ring current;
         // `save` points into our own context's `sp` cell (alive: we are in
         // the ring), `resume` is the saved stack pointer of a suspended (or
-        // never started) fiber whose stack the runtime keeps mapped. No
-        // reference to a context and no borrow of the runtime is held.
-        unsafe { arch::switch(save, resume) }
+        // never started) fiber whose stack the runtime keeps mapped, saved
+        // by the same kind of switch (`how` is the runtime's). No reference
+        // to a context and no borrow of the runtime is held.
+        unsafe { switch(how, save, resume) }
         asan::finish_switch(fake_stack);
     }
 }
 // ANCHOR_END: yield_now
 
+// ANCHOR: switch_dispatch
+/// Switches with the runtime's kind of switch. A branch the CPU always
+/// predicts (a runtime never changes its kind), and `#[inline(always)]`, so
+/// an inline switch really sits in the yielding function's code.
+///
+/// # Safety
+///
+/// As for [`arch::switch`], and `resume` was saved by (or made for) the
+/// same kind of switch as `how`.
+#[inline(always)]
+pub(crate) unsafe fn switch(how: Switch, save: *mut *mut u8, resume: *mut u8) {
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe {
+        match how {
+            Switch::Call => arch::switch(save, resume),
+            Switch::Inline { save_float_control: false } => arch::inline::switch(save, resume),
+            Switch::Inline { save_float_control: true } => arch::inline::switch_saving_float_control(save, resume),
+        }
+    }
+}
+// ANCHOR_END: switch_dispatch
+
 /// [`yield_now`] through [`arch::switch_naive`], the switch that resumes with
 /// `ret`: the same work, mispredicted. For the bench.
 #[inline(always)]
 pub fn yield_now_naive() {
-    if let Some((save, resume, (bottom, size))) = prepare_yield() {
+    if let Some((how, save, resume, (bottom, size))) = prepare_yield() {
         let fake_stack = asan::start_switch(bottom, size);
-        // SAFETY: as in `yield_now`; both switches save the same frame layout.
-        unsafe { arch::switch_naive(save, resume) }
+        // SAFETY: as in `yield_now`; `arch::switch` and `switch_naive` save
+        // the same frame layout, so a runtime of the `Call` kind may mix
+        // them. Another kind has other frames: that runtime takes its own.
+        unsafe {
+            match how {
+                Switch::Call => arch::switch_naive(save, resume),
+                _ => switch(how, save, resume),
+            }
+        }
         asan::finish_switch(fake_stack);
     }
 }
 
 // ANCHOR: next_switch
-/// The bookkeeping half of a yield: move on in the ring and return the two
-/// stack-pointer slots for the switch (and the next fiber's stack, which
-/// only an ASan build reads). `None` outside a runtime or when the running
-/// fiber is alone.
+/// The bookkeeping half of a yield: move on in the ring and return the kind
+/// of switch and the two stack-pointer slots for it (and the next fiber's
+/// stack, which only an ASan build reads). `None` outside a runtime or when
+/// the running fiber is alone.
 ///
 /// This is the hot path, so it touches nothing but the contexts: one
 /// thread-local load, the successor link, one thread-local store, the
@@ -166,7 +227,7 @@ pub fn yield_now_naive() {
 /// branch on every switch, and some would be loads that wait for the one
 /// before them.
 #[inline(always)]
-fn prepare_yield() -> Option<(*mut *mut u8, *mut u8, (usize, usize))> {
+fn prepare_yield() -> Option<(Switch, *mut *mut u8, *mut u8, (usize, usize))> {
     with_current(|current| {
         let next = current.next.get();
         if ptr::eq(next, current) {
@@ -178,7 +239,7 @@ fn prepare_yield() -> Option<(*mut *mut u8, *mut u8, (usize, usize))> {
         set_current(next);
         // `sp` is a `Cell`: the switch writes our stack pointer into it
         // through this raw pointer, after every reference here is gone.
-        Some((current.sp.as_ptr(), next.sp.get(), (next.stack_bottom, next.stack_size)))
+        Some((current.switch, current.sp.as_ptr(), next.sp.get(), (next.stack_bottom, next.stack_size)))
     })
     .flatten()
 }

@@ -37,7 +37,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::{io, mem, ptr};
 
-use crate::ring::{Context, set_current, with_current, yield_now};
+use crate::ring::{self, Context, Switch, set_current, with_current, yield_now};
 use crate::stack::{DEFAULT_STACK_SIZE, Stack, StackPool};
 use crate::task::{JoinHandle, Shared, Task};
 use crate::{arch, asan, overflow};
@@ -55,6 +55,10 @@ pub struct Config {
     /// Keep at most this many finished fibers' stacks for reuse; beyond that
     /// they are unmapped. Default 1024.
     pub max_free_stacks: usize,
+    /// The context switch every yield makes. Default [`Switch::Call`], the
+    /// one this chapter teaches; [`Switch::INLINE`] is the "going faster"
+    /// one (see `arch::inline`).
+    pub switch: Switch,
 }
 
 impl Config {
@@ -62,11 +66,16 @@ impl Config {
     pub fn measuring_stack_use() -> Config {
         Config { measure_stack_use: true, ..Config::default() }
     }
+
+    /// The default settings, but switching with `switch`.
+    pub fn switching_with(switch: Switch) -> Config {
+        Config { switch, ..Config::default() }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { stack_size: DEFAULT_STACK_SIZE, measure_stack_use: false, max_free_stacks: 1024 }
+        Config { stack_size: DEFAULT_STACK_SIZE, measure_stack_use: false, max_free_stacks: 1024, switch: Switch::Call }
     }
 }
 
@@ -189,6 +198,7 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
         guard: 0..0,
         stack_bottom: main_stack.0,
         stack_size: main_stack.1,
+        switch: config.switch,
     });
     main_context.next.set(Rc::as_ptr(&main_context));
     main_context.prev.store(Rc::as_ptr(&main_context).cast_mut(), Ordering::Relaxed);
@@ -307,10 +317,18 @@ impl Runtime {
         let arg = std::ptr::without_provenance_mut(slot);
         // SAFETY: `top` is the page-aligned top of a stack we own that nothing
         // runs on (fresh, or recycled from a finished fiber); `run` checked
-        // it has at least 4 KiB, room for the 72-byte frame and for
+        // it has at least 4 KiB, room for a frame of at most 72 bytes and for
         // `fiber_entry` to start (and a guard page below if it needs more).
         // `fiber_entry` never returns: it ends by switching away for good.
-        let sp = unsafe { arch::init_stack(stack.top(), fiber_entry, arg) };
+        // The frame is the one the runtime's kind of switch resumes.
+        let sp = unsafe {
+            match self.config.switch {
+                Switch::Call => arch::init_stack(stack.top(), fiber_entry, arg),
+                Switch::Inline { save_float_control } => {
+                    arch::inline::init_stack(stack.top(), fiber_entry, arg, save_float_control)
+                }
+            }
+        };
         let id = self.next_id;
         self.next_id += 1;
         let context = Rc::new(Context {
@@ -322,6 +340,7 @@ impl Runtime {
             guard: stack.guard(),
             stack_bottom: stack.bottom() as usize,
             stack_size: stack.size(),
+            switch: self.config.switch,
         });
         // Link it in between the running fiber and its predecessor: it runs
         // after all the others have had their turn.
@@ -346,7 +365,7 @@ impl Runtime {
     // ANCHOR: exit
     /// The running fiber has finished: it leaves the ring and becomes the
     /// zombie, and its successor runs. Returns the slots for that last switch.
-    fn prepare_exit(&mut self, panicked: bool) -> Option<(*mut *mut u8, *mut u8, (usize, usize))> {
+    fn prepare_exit(&mut self, panicked: bool) -> Option<(Switch, *mut *mut u8, *mut u8, (usize, usize))> {
         self.reap(); // an earlier zombie: its stack is not ours, safe to recycle now
         let switch = with_current(|me| {
             if me.slot == 0 || ptr::eq(me.next.get(), me) {
@@ -366,7 +385,7 @@ impl Runtime {
         self.zombie = Some(slot);
         self.stats.finished += 1;
         self.stats.panicked += u64::from(panicked);
-        Some((save, resume, next_stack))
+        Some((self.config.switch, save, resume, next_stack))
     }
 
     /// Recycles the zombie's stack: measure how much of it was used, zero
@@ -463,12 +482,13 @@ extern "sysv64" fn fiber_entry(arg: *mut u8) -> ! {
         });
     }
     let switch = with_runtime(|rt| rt.prepare_exit(panicked)).flatten();
-    if let Some((save, resume, (bottom, size))) = switch {
+    if let Some((how, save, resume, (bottom, size))) = switch {
         asan::start_final_switch(bottom, size); // nothing, unless built for ASan
         // SAFETY: we are finished; the runtime made the next ready fiber
         // current and keeps our stack (as the zombie) mapped until another
         // fiber runs. Nothing resumes the stack pointer saved in `save`.
-        unsafe { arch::switch(save, resume) };
+        // `how` is the runtime's switch, which saved the next fiber.
+        unsafe { ring::switch(how, save, resume) };
     }
     abort_with("a green thread ended without a runtime to return to, or a finished one was resumed")
 }

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
-use ch02_green_threads::{Config, run, spawn, yield_now};
+use ch02_green_threads::{Config, Switch, run, spawn, yield_now};
 
 /// Set in the child: which overflow to commit.
 const CHILD: &str = "CH02_OVERFLOW_CHILD";
@@ -41,9 +41,19 @@ fn recurse_and_yield(depth: u64) -> u64 {
 
 #[test]
 fn an_overflow_inside_the_switch_is_reported_for_the_right_fiber() {
-    let name = "an_overflow_inside_the_switch_is_reported_for_the_right_fiber";
+    overflow_while_switching("an_overflow_inside_the_switch_is_reported_for_the_right_fiber", Switch::Call);
+}
+
+#[test]
+fn an_overflow_inside_the_inline_switch_is_reported_for_the_right_fiber() {
+    // The inline switch pushes fewer bytes, but the same way: after the
+    // runtime already names the next fiber as the running one.
+    overflow_while_switching("an_overflow_inside_the_inline_switch_is_reported_for_the_right_fiber", Switch::INLINE);
+}
+
+fn overflow_while_switching(name: &str, switch: Switch) {
     if std::env::var(CHILD).as_deref() == Ok(name) {
-        let _ = run(Config::default(), || spawn(|| recurse_and_yield(0)).map(|_| ()));
+        let _ = run(Config::switching_with(switch), || spawn(|| recurse_and_yield(0)).map(|_| ()));
         return; // not reached: the child dies of the overflow
     }
     let Some((signal, stderr)) = run_child(name) else { return };

@@ -1,15 +1,22 @@
-//! The context switch must hand every callee-saved register and the
-//! floating-point control words back exactly as they were.
+//! The context switch must hand every callee-saved register back exactly as
+//! it was, and the floating-point control words too when it saves them.
 //!
-//! Two fibers each load their own known values into rbx, rbp, r12-r15, MXCSR
-//! and the x87 control word, yield to the other (which loads different
+//! Fibers each load their own known values into rbx, rbp, r12-r15, MXCSR
+//! and the x87 control word, yield to the others (which load different
 //! values), and when they are resumed read all of them back. A switch that
 //! forgot one register, or restored another fiber's, fails here.
 //!
+//! Every test runs against each kind of switch (see [`SWITCHES`]): the one
+//! the chapter teaches (`Switch::Call`, always saving the control words) and
+//! the inline one with the control words saved and not. For the inline
+//! switch the compiled function around it is part of what is tested: its
+//! clobber list must make the compiler save r12-r15, and a name missing
+//! from the list shows up here as another fiber's value.
+//!
 //! Through `yield_now` there is a compiled Rust function between our asm and
 //! the switch, and that function may save and restore a callee-saved
-//! register itself, which would hide a switch that forgot it. So one test
-//! also calls `arch::switch` straight from the asm, against a partner that
+//! register itself, which would hide a teaching switch that forgot it. So one
+//! test also calls each switch straight from the asm, against a partner that
 //! fills every register with garbage.
 
 use std::arch::asm;
@@ -17,9 +24,18 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
-use ch02_green_threads::arch;
+use ch02_green_threads::arch::{self, DEFAULT_MXCSR, DEFAULT_X87_CONTROL_WORD};
 use ch02_green_threads::stack::Stack;
-use ch02_green_threads::{Config, run, spawn, yield_now};
+use ch02_green_threads::{Config, Switch, run, spawn, yield_now};
+
+/// Every kind of switch a runtime can use.
+const SWITCHES: [Switch; 3] =
+    [Switch::Call, Switch::Inline { save_float_control: true }, Switch::Inline { save_float_control: false }];
+
+/// Whether `switch` gives each fiber its own control words.
+fn saves_float_control(switch: Switch) -> bool {
+    matches!(switch, Switch::Call | Switch::Inline { save_float_control: true })
+}
 
 /// Values one fiber loads, and reads back after the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +68,22 @@ impl Registers {
             mxcsr: if seed.is_multiple_of(2) { 0x7F80 } else { 0x3F80 },
             // Round toward zero (bits 10-11 = 11) or down (01), exceptions masked.
             x87_control: if (seed / 10).is_multiple_of(2) { 0x0F7F } else { 0x077F },
+        }
+    }
+
+    /// [`pattern`](Self::pattern), with the control words the ABI starts
+    /// with: for a switch that leaves them to the thread, where a fiber that
+    /// changed them would change them for the others too.
+    fn pattern_with_default_control(seed: u64) -> Registers {
+        Registers { mxcsr: DEFAULT_MXCSR, x87_control: DEFAULT_X87_CONTROL_WORD, ..Registers::pattern(seed) }
+    }
+
+    /// The pattern to use with `switch`.
+    fn pattern_for(switch: Switch, seed: u64) -> Registers {
+        if saves_float_control(switch) {
+            Registers::pattern(seed)
+        } else {
+            Registers::pattern_with_default_control(seed)
         }
     }
 }
@@ -164,14 +196,21 @@ unsafe fn load_call_read(want: Registers, switch: SwitchFn, save: *mut *mut u8, 
 
 #[test]
 fn callee_saved_registers_and_control_words_survive_switches() -> io::Result<()> {
-    let results = run(Config::default(), || -> io::Result<_> {
+    for switch in SWITCHES {
+        registers_survive(switch)?;
+    }
+    Ok(())
+}
+
+fn registers_survive(switch: Switch) -> io::Result<()> {
+    let results = run(Config::switching_with(switch), || -> io::Result<_> {
         let results = Rc::new(RefCell::new(Vec::new()));
         let mut fibers = Vec::new();
         for seed in 1..=3 {
             let results = Rc::clone(&results);
             fibers.push(spawn(move || {
                 for round in 0..3 {
-                    let want = Registers::pattern(seed * 10 + round);
+                    let want = Registers::pattern_for(switch, seed * 10 + round);
                     let got = load_yield_read(want); // yields: no RefCell borrow may be held across it
                     results.borrow_mut().push((want, got));
                 }
@@ -179,7 +218,7 @@ fn callee_saved_registers_and_control_words_survive_switches() -> io::Result<()>
         }
         // The main fiber takes part too, with its own values.
         for round in 0..3 {
-            let want = Registers::pattern(100 + round);
+            let want = Registers::pattern_for(switch, 100 + round);
             let got = load_yield_read(want);
             results.borrow_mut().push((want, got));
         }
@@ -190,7 +229,7 @@ fn callee_saved_registers_and_control_words_survive_switches() -> io::Result<()>
     })??;
     assert_eq!(results.len(), 12);
     for (want, got) in results {
-        assert_eq!(got, want);
+        assert_eq!(got, want, "{switch:?}");
     }
     Ok(())
 }
@@ -199,7 +238,29 @@ fn callee_saved_registers_and_control_words_survive_switches() -> io::Result<()>
 fn control_words_do_not_leak_between_fibers() -> io::Result<()> {
     // A fiber that changes MXCSR and yields must not change it for the
     // others: each context keeps its own.
-    let seen = run(Config::default(), || -> io::Result<_> {
+    for switch in SWITCHES.into_iter().filter(|&switch| saves_float_control(switch)) {
+        let seen = mxcsr_seen_while_another_fiber_changed_it(switch)?;
+        // In hex, so a wrong rounding mode is easy to read off (bits 13-14).
+        assert_eq!(format!("{seen:#06x}"), format!("{DEFAULT_MXCSR:#06x}"), "{switch:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn without_saving_them_the_control_words_belong_to_the_thread() -> io::Result<()> {
+    // The inline switch's default: the words are not saved, so the fiber
+    // that runs next sees the rounding mode the changer left. (The changer
+    // puts the thread's words back when it is resumed.)
+    let switch = Switch::INLINE;
+    let seen = mxcsr_seen_while_another_fiber_changed_it(switch)?;
+    assert_eq!(format!("{seen:#06x}"), format!("{:#06x}", Registers::pattern(2).mxcsr), "{switch:?}");
+    Ok(())
+}
+
+/// A fiber loads `Registers::pattern(2)`'s control words and yields; a
+/// second fiber reads MXCSR's control bits. Returns what it read.
+fn mxcsr_seen_while_another_fiber_changed_it(switch: Switch) -> io::Result<u32> {
+    run(Config::switching_with(switch), || -> io::Result<_> {
         let changer = spawn(|| load_yield_read(Registers::pattern(2)))?;
         let watcher = spawn(|| {
             let mut mxcsr = 0u32;
@@ -210,10 +271,7 @@ fn control_words_do_not_leak_between_fibers() -> io::Result<()> {
         let seen_by_watcher = watcher.join().map_err(io::Error::other)?;
         changer.join().map_err(io::Error::other)?;
         Ok(seen_by_watcher)
-    })??;
-    // In hex, so a wrong rounding mode is easy to read off (bits 13-14).
-    assert_eq!(format!("{seen:#06x}"), format!("{:#06x}", ch02_green_threads::arch::DEFAULT_MXCSR));
-    Ok(())
+    })?
 }
 
 /// What `the_switch_alone_restores_every_register` shares with its partner.
@@ -224,6 +282,22 @@ struct Pair {
     partner: *mut u8,
     /// The MXCSR and x87 control word the partner loads before each switch.
     partner_control: [u32; 2],
+    /// The switch both sides call.
+    switch: SwitchFn,
+}
+
+/// `arch::inline::switch` as a function the asm can call. Its compiled
+/// prologue and epilogue save and restore exactly what the clobber list
+/// names, which is what this test checks for the inline switch.
+unsafe extern "sysv64" fn inline_switch(save: *mut *mut u8, resume: *mut u8) {
+    // SAFETY: the caller's contract (see `the_switch_alone_restores_every_register`).
+    unsafe { arch::inline::switch(save, resume) }
+}
+
+/// `arch::inline::switch_saving_float_control` as a function, likewise.
+unsafe extern "sysv64" fn inline_switch_saving_float_control(save: *mut *mut u8, resume: *mut u8) {
+    // SAFETY: the caller's contract (see `the_switch_alone_restores_every_register`).
+    unsafe { arch::inline::switch_saving_float_control(save, resume) }
 }
 
 /// The partner context: fills every callee-saved register with garbage and
@@ -238,7 +312,7 @@ extern "sysv64" fn clobberer(arg: *mut u8) -> ! {
         // the stack (no `nostack`) with rsp aligned as for a call (16 bytes),
         // and two pushes plus 16 bytes keep it a multiple of 16. `pair`
         // outlives every switch to us (see the test) and `main` was saved by
-        // the switch that resumed us.
+        // the switch that resumed us, which is the one we call.
         unsafe {
             asm!(
                 "push rbx",
@@ -260,7 +334,7 @@ extern "sysv64" fn clobberer(arg: *mut u8) -> ! {
                 "add rsp, 16",
                 "pop rbp",
                 "pop rbx",
-                switch = sym arch::switch,
+                switch = in(reg) (*pair).switch,
                 garbage = in(reg) &raw const (*pair).partner_control,
                 in("rdi") &raw mut (*pair).partner,
                 in("rsi") (*pair).main,
@@ -273,28 +347,58 @@ extern "sysv64" fn clobberer(arg: *mut u8) -> ! {
 
 #[test]
 fn the_switch_alone_restores_every_register() -> io::Result<()> {
+    for switch in SWITCHES {
+        the_switch_alone_restores(switch)?;
+    }
+    Ok(())
+}
+
+fn the_switch_alone_restores(switch: Switch) -> io::Result<()> {
     let stack = Stack::new(16 * 1024)?;
-    let mut pair =
-        Box::new(Pair { main: std::ptr::null_mut(), partner: std::ptr::null_mut(), partner_control: [0, 0] });
+    let function: SwitchFn = match switch {
+        Switch::Call => arch::switch,
+        Switch::Inline { save_float_control: true } => inline_switch_saving_float_control,
+        Switch::Inline { save_float_control: false } => inline_switch,
+    };
+    let mut pair = Box::new(Pair {
+        main: std::ptr::null_mut(),
+        partner: std::ptr::null_mut(),
+        partner_control: [0, 0],
+        switch: function,
+    });
     let pair_ptr: *mut Pair = &mut *pair;
     // SAFETY: the stack is fresh and its top 16-byte aligned; the clobberer
-    // never returns.
-    unsafe { (*pair_ptr).partner = arch::init_stack(stack.top(), clobberer, pair_ptr.cast()) };
+    // never returns. The frame is the one `function` resumes.
+    unsafe {
+        (*pair_ptr).partner = match switch {
+            Switch::Call => arch::init_stack(stack.top(), clobberer, pair_ptr.cast()),
+            Switch::Inline { save_float_control } => {
+                arch::inline::init_stack(stack.top(), clobberer, pair_ptr.cast(), save_float_control)
+            }
+        }
+    };
     for seed in [0, 1, 10, 11] {
-        let want = Registers::pattern(seed);
+        let want = Registers::pattern_for(switch, seed);
         // Other rounding modes than ours (bits 13-14 of MXCSR, 10-11 of x87).
         let (mxcsr, x87) = (want.mxcsr, u32::from(want.x87_control));
         let (other_mxcsr, other_x87) = (mxcsr ^ 0x6000, x87 ^ 0x0C00);
         // The partner's control words differ from ours in one, the other, or
-        // both: the switch must notice each difference on its own.
-        for partner_control in [[mxcsr, other_x87], [other_mxcsr, x87], [other_mxcsr, other_x87]] {
+        // both: the switch must notice each difference on its own. A switch
+        // that leaves the words to the thread would hand us the partner's,
+        // so its partner loads ours.
+        let partner_controls = if saves_float_control(switch) {
+            vec![[mxcsr, other_x87], [other_mxcsr, x87], [other_mxcsr, other_x87]]
+        } else {
+            vec![[mxcsr, x87]]
+        };
+        for partner_control in partner_controls {
             // SAFETY: the partner is suspended (it only reads this field while running).
             unsafe { (*pair_ptr).partner_control = partner_control };
             // SAFETY: the partner's stack pointer is fresh from init_stack or
-            // saved by its last switch, its stack is mapped, and it always
-            // switches straight back to `main`.
-            let got = unsafe { load_call_read(want, arch::switch, &raw mut (*pair_ptr).main, (*pair_ptr).partner) };
-            assert_eq!(got, want, "seed {seed}, partner's control words {partner_control:#x?}");
+            // saved by its last switch (the same function), its stack is
+            // mapped, and it always switches straight back to `main`.
+            let got = unsafe { load_call_read(want, function, &raw mut (*pair_ptr).main, (*pair_ptr).partner) };
+            assert_eq!(got, want, "{switch:?}, seed {seed}, partner's control words {partner_control:#x?}");
         }
     }
     // The partner stays suspended for good. It owns nothing on its stack,

@@ -5,7 +5,10 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use ch02_green_threads::{Config, JoinError, JoinHandle, current_id, run, spawn, stats, yield_now};
+use ch02_green_threads::{Config, JoinError, JoinHandle, Switch, current_id, run, spawn, stats, yield_now};
+
+/// Every kind of switch: the scheduling must not depend on which one runs.
+const SWITCHES: [Switch; 3] = [Switch::Call, Switch::INLINE, Switch::Inline { save_float_control: true }];
 
 /// A shared log the fibers write their steps to.
 type Log = Rc<RefCell<Vec<String>>>;
@@ -16,7 +19,14 @@ fn note(log: &Log, what: String) {
 
 #[test]
 fn fibers_take_turns_in_exact_round_robin_order_with_the_main_fiber() -> io::Result<()> {
-    let log = run(Config::default(), || -> io::Result<Log> {
+    for switch in SWITCHES {
+        round_robin(switch)?;
+    }
+    Ok(())
+}
+
+fn round_robin(switch: Switch) -> io::Result<()> {
+    let log = run(Config::switching_with(switch), || -> io::Result<Log> {
         let log: Log = Rc::default();
         for name in ["a", "b", "c"] {
             let log = Rc::clone(&log);
@@ -34,7 +44,7 @@ fn fibers_take_turns_in_exact_round_robin_order_with_the_main_fiber() -> io::Res
         Ok(log)
     })??;
     let expected = ["main0", "a0", "b0", "c0", "main1", "a1", "b1", "c1", "main2", "a2", "b2", "c2"];
-    assert_eq!(*log.borrow(), expected);
+    assert_eq!(*log.borrow(), expected, "{switch:?}");
     Ok(())
 }
 
@@ -63,9 +73,16 @@ fn a_fiber_spawned_by_a_fiber_runs_after_those_already_waiting() -> io::Result<(
 
 #[test]
 fn ten_thousand_fibers_all_finish_with_the_expected_sum() -> io::Result<()> {
+    for switch in SWITCHES {
+        ten_thousand_fibers(switch)?;
+    }
+    Ok(())
+}
+
+fn ten_thousand_fibers(switch: Switch) -> io::Result<()> {
     const FIBERS: u64 = 10_000;
     const YIELDS: u64 = 10;
-    let (sum, from_joins, stats) = run(Config::default(), || -> io::Result<_> {
+    let (sum, from_joins, stats) = run(Config::switching_with(switch), || -> io::Result<_> {
         let sum = Rc::new(Cell::new(0u64));
         let mut fibers = Vec::new();
         for n in 1..=FIBERS {
@@ -92,7 +109,14 @@ fn ten_thousand_fibers_all_finish_with_the_expected_sum() -> io::Result<()> {
 
 #[test]
 fn a_panicking_fiber_is_reported_and_the_others_finish_correctly() -> io::Result<()> {
-    let (results, stats) = run(Config::default(), || -> io::Result<_> {
+    for switch in SWITCHES {
+        a_panicking_fiber(switch)?;
+    }
+    Ok(())
+}
+
+fn a_panicking_fiber(switch: Switch) -> io::Result<()> {
+    let (results, stats) = run(Config::switching_with(switch), || -> io::Result<_> {
         let mut fibers = Vec::new();
         for n in 1..=5u64 {
             fibers.push(spawn(move || {

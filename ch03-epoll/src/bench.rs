@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ch01_os_threads::bench_kit::{self, BenchServer, Outcome, Progress, Sample};
-use ch01_os_threads::report::{self, Table};
-use ch01_os_threads::{cli, http, say, sys};
+use ch01_os_threads::report::{self, Figure, Figures, Table};
+use ch01_os_threads::trace::say_aside;
+use ch01_os_threads::{cli, http, sys};
 use ch03_epoll::{client, mio_client};
 
 /// How long the server waits before answering each request, by default.
@@ -71,9 +72,11 @@ impl Approach {
     }
 }
 
-/// `bench [--sizes 100,1000] [--delay-ms 500]`: finds or starts a delay
-/// server, runs every approach for every size, prints the table.
+/// `bench [--sizes 100,1000] [--delay-ms 500] [--json]`: finds or starts a
+/// delay server, runs every approach for every size, prints the table (or,
+/// with `--json`, one JSON object per figure and line).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let (json, args) = report::json_flag(args);
     let mut sizes = vec![100, 1_000, 10_000];
     let mut delay_ms = DELAY_MS;
     let mut rest = args.iter();
@@ -92,18 +95,28 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             _ => return Err(cli::unknown("bench option", flag)),
         }
     }
+    // With --json, stdout carries only the JSON lines: what the bench says
+    // on the way goes to stderr.
     let soft = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    say!("bench", "open-file limit (RLIMIT_NOFILE) raised to its hard limit, {soft}, here and in each child");
+    let raised = format!("open-file limit (RLIMIT_NOFILE) raised to its hard limit, {soft}, here and in each child");
+    say_aside(json, "bench", &raised);
     for &n in &sizes {
         // One socket (one fd) per request, plus a few the process already has open.
         if n as u64 + 64 > soft {
-            say!("bench", "N = {n} does not fit under that limit: expect failed requests (raise `ulimit -Hn`)");
+            let warning = format!("N = {n} does not fit under that limit: expect failed requests (raise `ulimit -Hn`)");
+            say_aside(json, "bench", &warning);
         }
     }
     let server = BenchServer::from_env_or_child().context("starting the bench's delay server")?;
-    say!("bench", "{}", server.describe());
-    println!("\n{}", report::machine());
-    println!("{}", table(&server, &sizes, delay_ms)?);
+    say_aside(json, "bench", &server.describe());
+    let mut figures = Figures::new("ch03");
+    let table = table(&server, &sizes, delay_ms, &mut figures)?;
+    if json {
+        print!("{}", figures.to_json_lines());
+    } else {
+        println!("\n{}", report::machine());
+        println!("{table}");
+    }
     Ok(())
 }
 
@@ -182,8 +195,9 @@ fn runs_for(n: usize) -> usize {
 
 // ANCHOR: table
 /// Runs every approach for every size, each run in a fresh process, and
-/// returns the table with its legend and notes.
-fn table(server: &BenchServer, sizes: &[usize], delay_ms: u64) -> anyhow::Result<String> {
+/// returns the table with its legend and notes (and adds each cell to
+/// `figures`).
+fn table(server: &BenchServer, sizes: &[usize], delay_ms: u64, figures: &mut Figures) -> anyhow::Result<String> {
     let mut table = Table::new(&[
         "approach",
         "N",
@@ -232,6 +246,14 @@ fn table(server: &BenchServer, sizes: &[usize], delay_ms: u64) -> anyhow::Result
                     approach.name()
                 ));
             }
+            let cell = format!("{} N={n}", approach.name());
+            figures
+                .time(&format!("{cell}: wall"), Duration::from_nanos(median(|s| s.wall.as_nanos()) as u64))
+                .time(&format!("{cell}: CPU time"), Duration::from_nanos(median(|s| s.cpu.as_nanos()) as u64))
+                .bytes(&format!("{cell}: peak RSS"), median(|s| s.peak_rss.into()) as u64)
+                .bytes(&format!("{cell}: RSS rise"), median(|s| s.rss_rise.into()) as u64)
+                .push(Figure::new("ch03", &format!("{cell}: answered (worst run)"), fewest_answered as f64, "count"))
+                .number(&format!("{cell}: listen overflows"), report::median(&drops).unwrap_or(0) as f64, "count");
             table.row(&[
                 approach.name().to_string(),
                 n.to_string(),

@@ -53,6 +53,7 @@ COMMANDS:
 BENCH OPTIONS:
     --sizes 100,1000     which N to run (default 100,1000,10000)
     --delay-ms 500       how long the server waits before each answer (default 500)
+    --json               one JSON object per figure and line instead of the table
 
 ENVIRONMENT:
     DELAY_SERVER=host:port   use that delay server instead of an embedded one

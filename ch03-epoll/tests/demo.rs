@@ -76,3 +76,21 @@ fn a_tiny_bench_runs_against_a_child_server() {
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" 3/3 | ")).collect();
     assert_eq!(rows.len(), 3, "three approaches, every request answered:\n{stdout}");
 }
+
+#[test]
+fn a_tiny_bench_with_json_prints_only_json_lines() {
+    let output = run(&["bench", "--sizes", "3", "--delay-ms", "1", "--json"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with(r#"{"chapter":"ch03","metric":"#) && l.ends_with('}')), "{stdout}");
+    assert!(lines[0].contains(r#""metric":"machine""#), "the machine comes first:\n{stdout}");
+    // Six figures per approach (wall, CPU, peak RSS, RSS rise, answered, overflows).
+    assert_eq!(lines.len(), 1 + 3 * 6, "{stdout}");
+    for approach in ["epoll, 1 thread", "mio, 1 thread", "thread per request"] {
+        let answered = format!(r#""metric":"{approach} N=3: answered (worst run)","value":3,"unit":"count""#);
+        assert!(stdout.contains(&answered), "{approach}\n{stdout}");
+    }
+    // What the bench says on the way goes to stderr.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("delay server in child process"));
+}

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ch01_os_threads::bench_kit::{self, BenchServer, Outcome, Progress, Sample};
-use ch01_os_threads::report::{self, Table};
-use ch01_os_threads::{http, say, sys};
+use ch01_os_threads::report::{self, Figures, Table};
+use ch01_os_threads::trace::say_aside;
+use ch01_os_threads::{cli, http, sys};
 use ch04_coroutines::combinators::then;
 use ch04_coroutines::future::{Future, ready};
 use ch04_coroutines::http::HttpGetFuture;
@@ -36,14 +37,20 @@ const SIZES: [usize; 2] = [1_000, 10_000];
 /// The two ways to send N GETs: (id on the `bench-run` command line, name in the table).
 const APPROACHES: [(&str, &str); 2] = [("coroutines", "coroutines"), ("raw", "raw event loop")];
 
-/// `bench`: every approach at every size, each run in a fresh process.
-pub fn run() -> anyhow::Result<()> {
+/// `bench [--json]`: every approach at every size, each run in a fresh
+/// process; a table, or with `--json` one JSON object per figure and line
+/// (what the bench says on the way then goes to stderr).
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let (json, rest) = report::json_flag(args);
+    if let Some(other) = rest.first() {
+        return Err(cli::unknown("bench option", other));
+    }
     let limit = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
-    say!("bench", "open-file limit (RLIMIT_NOFILE) raised to its hard limit, {limit}, here and in each child");
+    let raised = format!("open-file limit (RLIMIT_NOFILE) raised to its hard limit, {limit}, here and in each child");
+    say_aside(json, "bench", &raised);
     let server = BenchServer::from_env_or_child().context("starting the bench's delay server")?;
-    say!("bench", "{}; every GET waits {DELAY_MS} ms", server.describe());
-
-    println!("\n{}", report::machine());
+    say_aside(json, "bench", &format!("{}; every GET waits {DELAY_MS} ms", server.describe()));
+    let mut figures = Figures::new("ch04");
     let mut table = Table::new(&[
         "N GETs at once",
         "approach",
@@ -57,7 +64,8 @@ pub fn run() -> anyhow::Result<()> {
     ]);
     let sizes: Vec<usize> = SIZES.into_iter().filter(|&n| n as u64 + 64 <= limit).collect();
     for n in SIZES.iter().filter(|n| !sizes.contains(n)) {
-        say!("bench", "skipping N = {n}: the open-files limit {limit} is too low (raise `ulimit -Hn`)");
+        let skip = format!("skipping N = {n}: the open-files limit {limit} is too low (raise `ulimit -Hn`)");
+        say_aside(json, "bench", &skip);
     }
     let mut notes = Vec::new();
     let mut progress = Progress::new(sizes.len() * APPROACHES.len() * RUNS);
@@ -83,6 +91,16 @@ pub fn run() -> anyhow::Result<()> {
             if let Some(error) = samples.iter().find_map(|s| s.outcome.first_error.clone()) {
                 notes.push(format!("note: {name} at N = {n}, first failure: {error}"));
             }
+            let cell = format!("{name} N={n}");
+            figures
+                .time(&format!("{cell}: wall"), wall)
+                .time(&format!("{cell}: CPU time"), cpu)
+                .bytes(&format!("{cell}: peak RSS added"), rise)
+                .bytes(&format!("{cell}: per request"), rise / n as u64)
+                .number(&format!("{cell}: failed GETs"), failed as f64, "count");
+            if let Some(polls) = report::median(&polls) {
+                figures.number(&format!("{cell}: polls"), polls as f64, "count");
+            }
             table.row(&[
                 n.to_string(),
                 name.to_string(),
@@ -97,6 +115,11 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     drop(progress);
+    if json {
+        print!("{}", figures.to_json_lines());
+        return Ok(());
+    }
+    println!("\n{}", report::machine());
     println!("{table}");
     let legend = format!(
         "Median of {RUNS} runs, each in a fresh process. wall includes the {DELAY_MS} ms the server waits; CPU \

@@ -44,7 +44,8 @@ COMMANDS:
     (none)     the guided demo: one coroutine awaiting three GETs, join_all,
                the same program three ways, and the coroutines' sizes
     bench      1 000 and 10 000 concurrent GETs: coroutines vs chapter 3's
-               event loop (use --release)
+               event loop (use --release; --json: one JSON object per
+               figure and line instead of the table)
     --help     this text
 
 ENVIRONMENT:
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
 fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(&args[1..]),
         // Hidden: the bench runs this binary again for its server and its runs.
         Some(bench_kit::SERVE) => Ok(bench_kit::serve_delay_server()?),
         Some(bench_kit::RUN) => bench::run_one(&args[1..]),

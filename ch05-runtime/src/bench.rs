@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use ch01_os_threads::bench_kit::{self, BenchServer, Outcome, Progress, Sample};
-use ch01_os_threads::report::{self, Table};
-use ch01_os_threads::{http, measure, say, sys};
+use ch01_os_threads::report::{self, Figures, Table};
+use ch01_os_threads::trace::say_aside;
+use ch01_os_threads::{http, measure, sys};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::sleep;
 use ch05_runtime::{IoDriver, Runtime, channel, spawn};
@@ -85,15 +86,23 @@ impl Flavor {
     }
 }
 
+/// `bench [--quick] [--json]`: the table, or with `--json` the same figures
+/// as one JSON object per line (what the bench says on the way then goes to
+/// stderr).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let sizes = match args {
+    let (json, args) = report::json_flag(args);
+    let sizes = match args.as_slice() {
         [] => FULL,
         [flag] if flag == "--quick" => QUICK,
-        _ => bail!("bench takes no arguments but --quick (small sizes, for a smoke test)"),
+        _ => bail!("bench takes no arguments but --quick (small sizes, for a smoke test) and --json"),
     };
     let limit = sys::raise_open_files_limit().context("raising RLIMIT_NOFILE")?;
     let gets_fit = sizes.gets as u64 + 100 <= limit;
-    println!("{}", report::machine());
+    if !json {
+        println!("{}", report::machine());
+    }
+    // Every cell of the table, also as a figure for --json.
+    let mut figures = Figures::new("ch05");
     let flavors = Flavor::ALL.len();
     let steps = 3 * flavors + 1 + (flavors + 1) * SLOW_RUNS + if gets_fit { (flavors + 2) * SLOW_RUNS } else { 0 };
     let mut progress = Progress::new(steps);
@@ -111,7 +120,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let mut cells = Vec::new();
         for flavor in Flavor::ALL {
             progress.start(&format!("{what}, {}", flavor.id()));
-            cells.push(d(report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32));
+            let per_op = report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32;
+            figures.time(&format!("{what}, per operation, {}", flavor.id()), per_op);
+            cells.push(d(per_op));
             progress.finish_step();
         }
         Ok(cells)
@@ -125,6 +136,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let fiber_yield = report::median_of(RUNS, || fibers::yield_round_trip(sizes.yields))?;
     let thread_hand_over = report::median_of(RUNS, || measure::ping_pong(sizes.round_trips.min(20_000), true))?;
     progress.finish_step();
+    figures
+        .time("ch02 fiber spawn + join", fiber_spawn)
+        .time("ch01 OS thread spawn + join", thread_spawn)
+        .time("ch02 fiber yield there and back", fiber_yield)
+        .time("ch01 two OS threads on one CPU, round trip", thread_hand_over * 2);
     let row = |table: &mut Table, label: String, cells: &[String], earlier: String| {
         table.row(&[label, cells[0].clone(), cells[1].clone(), cells[2].clone(), earlier]);
     };
@@ -152,8 +168,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     for flavor in Flavor::ALL {
         let args = ["sleeps", flavor.id(), &sizes.sleeps.to_string(), &sizes.delay_ms.to_string()];
         let samples = runs_in_children(&mut progress, &args)?;
-        walls.push(d(median(&samples, |s| s.wall)));
-        memory.push(report::bytes(median(&samples, |s| s.rss_rise) / sizes.sleeps as u64));
+        let (wall, per_task) = (median(&samples, |s| s.wall), median(&samples, |s| s.rss_rise) / sizes.sleeps as u64);
+        figures
+            .time(&format!("{} sleeps, {}: wall", sizes.sleeps, flavor.id()), wall)
+            .bytes(&format!("sleeps, {}: memory per task", flavor.id()), per_task);
+        walls.push(d(wall));
+        memory.push(report::bytes(per_task));
     }
     progress.start("a parked OS thread and a parked fiber");
     let thread_memory = measure::memory_per_parked_thread(1_000, 64 * 1024)?;
@@ -161,6 +181,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let args = ["fibers", "-", &fibers_parked.to_string(), "0"].map(String::from);
     let fiber = bench_kit::run_in_child(&args)?;
     progress.finish_step();
+    figures
+        .bytes("ch02 parked fiber: memory", fiber.rss_rise / fibers_parked as u64)
+        .bytes("ch01 parked OS thread: memory", thread_memory.resident_per_thread);
     let sleeping = format!("{} tasks sleeping {} ms at once: wall", sizes.sleeps, sizes.delay_ms);
     row(&mut table, sleeping, &walls, "-".to_string());
     let earlier = format!(
@@ -180,6 +203,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         for [what, how] in runs {
             let samples = runs_in_children(&mut progress, &[what, how, &n, &delay, &addr])?;
             let failed: usize = samples.iter().map(|s| sizes.gets - s.outcome.answered).sum();
+            let cell = format!("{} gets, {how}", sizes.gets);
+            figures
+                .time(&format!("{cell}: wall"), median(&samples, |s| s.wall))
+                .time(&format!("{cell}: CPU time"), median(&samples, |s| s.cpu))
+                .number(
+                    &format!("{cell}: listen overflows"),
+                    median(&samples, |s| s.outcome.polls.unwrap_or(0)) as f64,
+                    "count",
+                )
+                .number(&format!("{cell}: failed"), failed as f64, "count");
             let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
             cells.push([
                 d(median(&samples, |s| s.wall)) + &failed,
@@ -197,10 +230,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             row(&mut table, label, &ours, earlier);
         }
         progress.clear();
-        say!("main", "the GETs went to the {}", server.describe());
+        say_aside(json, "main", &format!("the GETs went to the {}", server.describe()));
     } else {
         progress.clear();
-        say!("main", "skipping {} GETs: the open-files limit {limit} is too low (raise `ulimit -Hn`)", sizes.gets);
+        let skip =
+            format!("skipping {} GETs: the open-files limit {limit} is too low (raise `ulimit -Hn`)", sizes.gets);
+        say_aside(json, "main", &skip);
+    }
+    if json {
+        print!("{}", figures.to_json_lines());
+        return Ok(());
     }
     print!("{table}");
     let legend = format!(

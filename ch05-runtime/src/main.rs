@@ -53,7 +53,8 @@ COMMANDS:
                        a browser)
     serve [OPTIONS]    the delay server as an async server on one thread
     bench              what a task costs, next to OS threads and fibers
-                       (use --release)
+                       (use --release; --json: one JSON object per figure
+                       and line instead of the table)
     --help             this text
 
 SERVE OPTIONS:

@@ -8,7 +8,11 @@
 //!   (kept so the bench can show why that is slow);
 //! - [`init_stack`]: lay out a fresh stack so that the first [`switch`] to it
 //!   starts a given function;
-//! - [`FiberEntry`], [`STACK_ALIGNMENT`] and [`INITIAL_FRAME_SIZE`].
+//! - [`FiberEntry`], [`STACK_ALIGNMENT`] and [`INITIAL_FRAME_SIZE`];
+//! - [`inline`]: the "going faster" switch, inline assembly at the yield
+//!   site (`inline::switch`, `inline::switch_saving_float_control`,
+//!   `inline::init_stack`, `inline::initial_frame_size`), with frames of its
+//!   own.
 //!
 //! A context is nothing but a stack pointer: everything else it needs is
 //! saved on its own stack.

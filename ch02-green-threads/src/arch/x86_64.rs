@@ -87,6 +87,8 @@
 
 use core::arch::naked_asm;
 
+pub mod inline;
+
 /// The function a new fiber starts in: it receives the `arg` given to
 /// [`init_stack`] and must never return (it ends by switching away for good).
 pub type FiberEntry = unsafe extern "sysv64" fn(arg: *mut u8) -> !;

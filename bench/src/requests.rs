@@ -1,0 +1,269 @@
+//! The showdown's one workload: N GETs to the delay server, all in flight at
+//! once, each answered after the same delay, done by every approach of the
+//! book and by the peers. Each function sends the N requests, waits for all
+//! of them, and counts the good answers (`200 OK`, the body asked for); the
+//! first failure is kept for the table's notes.
+//!
+//! Each run happens in a fresh process (`bench-run`, see `main.rs`), so its
+//! time, CPU and memory are its own.
+
+use std::cell::Cell;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ch01_os_threads::bench_kit::Outcome;
+use ch01_os_threads::http::{self, Response};
+
+/// How long any one run may take before its unfinished requests count as
+/// failed: far above the delay, so only a stuck approach ever meets it.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stack of each thread (chapter 1) and each fiber (chapter 2): the request
+/// code needs a few KiB; 64 KiB is what both chapters use.
+pub const STACK: usize = 64 * 1024;
+
+/// The approaches, in the order the table lists them: (id on the command
+/// line, name in the table).
+pub const APPROACHES: [(&str, &str); 10] = [
+    ("threads", "ch01 thread per request"),
+    ("fibers", "ch02 green threads (non-blocking + yield)"),
+    ("epoll", "ch03 one epoll loop"),
+    ("coroutines", "ch04 hand-written coroutines"),
+    ("ch05-1", "ch05 runtime, 1 thread"),
+    ("ch05-own", "ch05 runtime, 1 thread, own reactor"),
+    ("ch05-2", "ch05 runtime, 2 workers"),
+    ("tokio-1", "tokio current_thread"),
+    ("tokio-2", "tokio multi_thread, 2 workers"),
+    ("smol", "smol async-executor, 1 thread"),
+];
+
+/// Sends the `n` GETs of `path` to `addr` the way `approach` does, and
+/// reports how many were answered well.
+pub fn run(approach: &str, addr: SocketAddr, path: &str, n: usize) -> io::Result<Outcome> {
+    let results: Vec<io::Result<Response>> = match approach {
+        "threads" => thread_per_request(addr, path, n),
+        "fibers" => green_threads(addr, path, n)?,
+        "epoll" => ch03_epoll::client::get_all(addr, &vec![path.to_string(); n], RUN_TIMEOUT, |_| {})?,
+        "coroutines" => coroutines(addr, path, n)?,
+        "ch05-1" => ch05(ch05_runtime::Runtime::new()?, addr, path, n),
+        "ch05-own" => {
+            let runtime = ch05_runtime::Runtime::builder().io_driver(ch05_runtime::IoDriver::ExecutorThread).build()?;
+            ch05(runtime, addr, path, n)
+        }
+        "ch05-2" => ch05(ch05_runtime::Runtime::builder().worker_threads(2).build()?, addr, path, n),
+        "tokio-1" => tokio_gets(tokio::runtime::Builder::new_current_thread().enable_all().build()?, addr, path, n),
+        "tokio-2" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            tokio_gets(runtime, addr, path, n)
+        }
+        "smol" => smol_gets(addr, path, n),
+        other => return Err(io::Error::new(ErrorKind::InvalidInput, format!("unknown approach {other:?}"))),
+    };
+    let want = path.rsplit('/').next().unwrap_or_default();
+    let mut outcome = Outcome::default();
+    for result in results {
+        match result.and_then(Response::into_ok_body) {
+            Ok(body) if body == want => outcome.answered += 1,
+            Ok(body) => outcome.first_error = outcome.first_error.or(Some(format!("got {body:?}, not {want:?}"))),
+            Err(e) => outcome.first_error = outcome.first_error.or(Some(e.to_string())),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Chapter 1: one OS thread per request, each blocked in chapter 1's client.
+/// If the OS refuses a thread, the requests without one fail with its reason.
+fn thread_per_request(addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    let mut threads = Vec::with_capacity(n);
+    let mut refused = None;
+    for i in 0..n {
+        let path = path.to_string();
+        match std::thread::Builder::new().stack_size(STACK).spawn(move || ch01_os_threads::client::get(addr, &path)) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                refused = Some(format!("only {i} of {n} threads could be started: {e}"));
+                break;
+            }
+        }
+    }
+    let mut results: Vec<io::Result<Response>> = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap_or_else(|_| Err(io::Error::other("a request thread panicked"))))
+        .collect();
+    if let Some(why) = refused {
+        results.resize_with(n, || Err(io::Error::other(why.clone())));
+    }
+    results
+}
+
+/// Chapter 2: one fiber per request on non-blocking sockets. A fiber that
+/// would block yields instead and tries again on its next turn: nothing
+/// tells it *when* its socket is ready (that is the reactor's job, which
+/// chapter 2 does not have), so every fiber polls its socket once per lap of
+/// the ring. The waits overlap, but the CPU never rests.
+fn green_threads(addr: SocketAddr, path: &str, n: usize) -> io::Result<Vec<io::Result<Response>>> {
+    use ch02_green_threads::{Config, run, spawn};
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    run(Config::default(), || {
+        let fibers: Vec<_> = (0..n)
+            .map(|_| {
+                let path = path.to_string();
+                spawn(move || fiber_get(addr, &path, deadline))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(fibers.into_iter().map(|fiber| fiber.join().map_err(io::Error::other).and_then(|r| r)).collect())
+    })?
+}
+
+/// One GET inside a fiber: yields whenever the socket would block.
+fn fiber_get(addr: SocketAddr, path: &str, deadline: Instant) -> io::Result<Response> {
+    let mut stream = ch03_epoll::client::connect_nonblocking(addr)?;
+    let request = http::request(addr, path);
+    let mut sent = 0;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        // While the handshake runs, a write fails with WouldBlock, like a
+        // write to a full buffer: either way, another turn.
+        let step = if sent < request.len() {
+            stream.write(&request[sent..]).map(|written| sent += written)
+        } else {
+            match stream.read(&mut buffer) {
+                Ok(0) => return http::parse_response(&answer),
+                Ok(read) => {
+                    answer.extend_from_slice(&buffer[..read]);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match step {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                if Instant::now() > deadline {
+                    return Err(io::Error::new(ErrorKind::TimedOut, format!("GET {path}: no answer in time")));
+                }
+                ch02_green_threads::yield_now();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Chapter 4: a `then` coroutine around chapter 4's `HttpGetFuture` per
+/// request, on chapter 4's executor.
+fn coroutines(addr: SocketAddr, path: &str, n: usize) -> io::Result<Vec<io::Result<Response>>> {
+    use ch04_coroutines::combinators::then;
+    use ch04_coroutines::future::{Future, ready};
+    use ch04_coroutines::http::HttpGetFuture;
+    use ch04_coroutines::log::Log;
+    use ch04_coroutines::runtime::Executor;
+    type Slot = Rc<Cell<Option<io::Result<String>>>>;
+    let slots: Vec<Slot> = (0..n).map(|_| Rc::default()).collect();
+    let tasks: Vec<Box<dyn Future<Output = ()>>> = slots
+        .iter()
+        .map(|slot| {
+            let slot = Rc::clone(slot);
+            let task = then(HttpGetFuture::new(addr, path), move |body: io::Result<String>| {
+                slot.set(Some(body));
+                ready(())
+            });
+            Box::new(task) as Box<dyn Future<Output = ()>>
+        })
+        .collect();
+    Executor::new(&Log::silent())?.run(tasks)?;
+    // Chapter 4's future hands out the body of a 200 answer (an error for
+    // any other status), so a good body stands for a `200 OK` response.
+    Ok(slots
+        .into_iter()
+        .map(|slot| {
+            let body = slot.take().unwrap_or_else(|| Err(io::Error::other("the coroutine never finished")))?;
+            Ok(Response { status: 200, reason: "OK".into(), body })
+        })
+        .collect())
+}
+
+/// Chapter 5: a task per request on our runtime, each running `http::get`.
+fn ch05(runtime: ch05_runtime::Runtime, addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    let path: Arc<str> = Arc::from(path);
+    runtime.block_on(async move {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let path = Arc::clone(&path);
+                ch05_runtime::spawn(async move { ch05_runtime::http::get(addr, &path).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| Err(io::Error::other(e.to_string()))));
+        }
+        results
+    })
+}
+
+/// tokio: a task per request, `TcpStream` + `write_all` + `read_to_end`,
+/// the same exchange as `ch05_runtime::http::get`.
+fn tokio_gets(runtime: tokio::runtime::Runtime, addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request: Arc<[u8]> = Arc::from(http::request(addr, path));
+    runtime.block_on(async move {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let request = Arc::clone(&request);
+                tokio::spawn(async move {
+                    let exchange = async {
+                        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                        stream.write_all(&request).await?;
+                        let mut answer = Vec::new();
+                        stream.read_to_end(&mut answer).await?;
+                        http::parse_response(&answer)
+                    };
+                    tokio::time::timeout(RUN_TIMEOUT, exchange).await.map_err(io::Error::from).and_then(|r| r)
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| Err(io::Error::other(e.to_string()))));
+        }
+        results
+    })
+}
+
+/// smol's pieces: a task per request on `async-executor`, sockets on
+/// `async-io` (smol's reactor), all on this thread.
+fn smol_gets(addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+    let request: Rc<[u8]> = Rc::from(http::request(addr, path));
+    let executor = async_executor::LocalExecutor::new();
+    let work = async {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let request = Rc::clone(&request);
+                executor.spawn(async move {
+                    let exchange = async {
+                        let mut stream = async_io::Async::<TcpStream>::connect(addr).await?;
+                        stream.write_all(&request).await?;
+                        let mut answer = Vec::new();
+                        stream.read_to_end(&mut answer).await?;
+                        http::parse_response(&answer)
+                    };
+                    let too_late = async {
+                        async_io::Timer::after(RUN_TIMEOUT).await;
+                        Err(io::Error::new(ErrorKind::TimedOut, "no answer in time"))
+                    };
+                    exchange.or(too_late).await
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
+    };
+    async_io::block_on(executor.run(work))
+}

@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
@@ -77,8 +77,11 @@ pub(crate) struct Shared {
     injector: Mutex<Injector>,
     /// Idle workers wait here for the injector to get a task.
     work_available: Condvar,
-    /// Every task that has not finished, so that shutdown can drop them.
+    /// Every task that has waited (returned `Pending`) and not finished, so
+    /// that shutdown can reach it: a waiting task sits in no queue.
     tasks: Mutex<TaskList>,
+    /// Tasks spawned and not finished.
+    live: AtomicUsize,
     /// Threads for `spawn_blocking`.
     pub(crate) blocking: BlockingPool,
     /// Where task events go, if anywhere.
@@ -110,13 +113,11 @@ struct Injector {
     closed: bool,
 }
 
-/// The unfinished tasks, behind [`Shared::tasks`]'s mutex.
+/// The tasks that have waited, behind [`Shared::tasks`]'s mutex.
 #[derive(Debug)]
 struct TaskList {
     /// The tasks, each under the key it keeps in its `TaskCell`.
     slab: Slab<Task>,
-    /// Set at shutdown: `spawn` refuses new tasks.
-    closed: bool,
 }
 
 /// What the current thread is doing for which runtime.
@@ -151,6 +152,16 @@ thread_local! {
 /// local queue, no lock, no syscall. Anywhere else: into the runtime's
 /// injector, and the thread that will run it is woken up if needed.
 pub(crate) fn schedule(task: Task) {
+    if let Err(task) = try_schedule(task) {
+        // The runtime is shutting down. A task that can be woken has waited
+        // before, so it is on the runtime's list, and shutdown drops its
+        // future from there: this reference, the wake's, just goes.
+        drop(task);
+    }
+}
+
+/// [`schedule`], or the task back if its runtime is shut down.
+fn try_schedule(task: Task) -> Result<(), Task> {
     let owner: *const Shared = Arc::as_ptr(task.scheduler());
     let local = task.scheduler().flavor == Flavor::CurrentThread;
     let mut task = Some(task);
@@ -158,25 +169,29 @@ pub(crate) fn schedule(task: Task) {
     let on_runner = CONTEXT
         .try_with(|cx| {
             let on_runner = ptr::eq(cx.runner.get(), owner);
-            if on_runner && local {
-                cx.local.borrow_mut().extend(task.take());
+            if on_runner
+                && local
+                && let Some(task) = task.take()
+            {
+                cx.local.borrow_mut().push_back(task);
             }
             on_runner
         })
         .unwrap_or(false);
-    if let Some(task) = task {
+    match task {
         // The clone lets `task` move into the queue while we still use its runtime.
-        Arc::clone(task.scheduler()).inject(task, on_runner);
+        Some(task) => Arc::clone(task.scheduler()).inject(task, on_runner),
+        None => Ok(()),
     }
 }
 
 impl Shared {
     /// The shared path of [`schedule`]: the injector, then wake whoever runs it.
     /// `from_worker`: the wake comes from one of this runtime's own threads.
-    fn inject(&self, task: Task, from_worker: bool) {
+    fn inject(&self, task: Task, from_worker: bool) -> Result<(), Task> {
         let mut injector = self.lock_injector();
         if injector.closed {
-            return; // shut down: `task` is dropped (it is complete, or about to be)
+            return Err(task); // shut down: it will never run
         }
         injector.queue.push_back(task);
         match self.flavor {
@@ -193,6 +208,7 @@ impl Shared {
                 }
             }
         }
+        Ok(())
     }
 
     /// Wakes the single-threaded runtime's thread, wherever it waits.
@@ -231,7 +247,8 @@ impl Shared {
             flavor,
             injector: Mutex::new(injector),
             work_available: Condvar::new(),
-            tasks: Mutex::new(TaskList { slab: Slab::new(), closed: false }),
+            tasks: Mutex::new(TaskList { slab: Slab::new() }),
+            live: AtomicUsize::new(0),
             blocking,
             tracer,
             log_cycle,
@@ -250,7 +267,8 @@ impl Shared {
         self.reactor.as_deref()
     }
 
-    /// Shutdown, step 1: no more pushes; workers stop; the queued tasks come back.
+    /// Shutdown, step 1: no more pushes (so no more spawns); workers stop;
+    /// the queued tasks come back.
     pub(crate) fn close_injector(&self) -> VecDeque<Task> {
         let queued = {
             let mut injector = self.lock_injector();
@@ -261,11 +279,9 @@ impl Shared {
         queued
     }
 
-    /// Shutdown, step 2: no more spawns; every unfinished task comes back.
-    pub(crate) fn close_task_list(&self) -> Vec<Task> {
-        let mut tasks = self.lock_tasks();
-        tasks.closed = true;
-        tasks.slab.drain()
+    /// Shutdown, step 2: every task that has waited comes back.
+    pub(crate) fn drain_task_list(&self) -> Vec<Task> {
+        self.lock_tasks().slab.drain()
     }
 
     fn lock_injector(&self) -> MutexGuard<'_, Injector> {
@@ -278,38 +294,45 @@ impl Shared {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates a task for `future`, lists it, and queues its first poll.
+    /// Creates a task for `future` and queues its first poll.
     pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let id = TaskId::next();
-        let mut tasks = self.lock_tasks();
-        if tasks.closed {
-            drop(tasks);
-            // Shut down: the task is born finished, with an error for its handle.
-            let (task, handle) = TaskCell::create(future, id, u32::MAX, Arc::clone(self));
-            task.shut_down();
-            return handle;
-        }
-        // A task keeps its key in 32 bits: four billion unfinished tasks at
-        // once would not fit in memory anyway.
-        let key = u32::try_from(tasks.slab.next_key()).unwrap_or(u32::MAX);
-        let (task, handle) = TaskCell::create(future, id, key, Arc::clone(self));
-        tasks.slab.insert(Arc::clone(&task));
-        drop(tasks);
+        let (task, handle) = TaskCell::create(future, id, Arc::clone(self));
+        self.live.fetch_add(1, Ordering::Relaxed);
         if let Some(tracer) = &self.tracer {
             tracer.event(id, Event::Spawned);
         }
-        schedule(task);
+        if let Err(task) = try_schedule(task) {
+            // Shut down (a task spawning while the runtime drops): the task is
+            // finished at once, here, with an error for its handle.
+            task.shut_down();
+        }
         handle
     }
 
-    /// A task finished: forget it.
-    pub(crate) fn remove_task(&self, key: u32) {
-        let removed = self.lock_tasks().slab.remove(key as usize);
-        drop(removed); // outside the lock
+    /// A task returned `Pending` for the first time: from now on it may sit
+    /// in no queue (its waker held by the reactor, a timer, a channel), so
+    /// it goes on the list shutdown reaches it through. Returns its key.
+    ///
+    /// A task that finishes in its first poll never waits and is never
+    /// listed: one lock less on each side of the shortest tasks.
+    pub(crate) fn list_task(&self, task: Task) -> u32 {
+        let key = self.lock_tasks().slab.insert(task);
+        // 32 bits: four billion waiting tasks at once would not fit in memory.
+        u32::try_from(key).unwrap_or(u32::MAX)
+    }
+
+    /// A task finished: forget it (`key`: its place on the list, if listed).
+    pub(crate) fn task_done(&self, key: Option<u32>) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        if let Some(key) = key {
+            let removed = self.lock_tasks().slab.remove(key as usize);
+            drop(removed); // outside the lock
+        }
     }
 
     /// Where task events go, if anywhere.
@@ -326,7 +349,7 @@ impl Shared {
 
     /// How many tasks have not finished.
     pub(crate) fn unfinished(&self) -> usize {
-        self.lock_tasks().slab.len()
+        self.live.load(Ordering::Relaxed)
     }
 }
 

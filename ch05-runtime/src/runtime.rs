@@ -209,19 +209,19 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         // 1. Close the injector: workers stop once they finish their current
-        //    poll, and wakes from now on are dropped instead of queued.
+        //    poll, a wake from now on is dropped instead of queued, and a
+        //    task spawned from now on is born finished.
         let queued = self.shared.close_injector();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        drop(queued);
-        // 2. Drop every unfinished task's future: idle tasks are referenced
-        //    only by wakers (held by the reactor, a channel, a timer), so the
-        //    list is the only way to reach them. Dropping a future drops its
-        //    sockets and timers, and they deregister themselves.
-        let unfinished = self.shared.close_task_list();
-        for task in unfinished {
-            task.shut_down();
+        // 2. Drop every unfinished task's future. A task that never waited
+        //    is in the queue; a task that waits is referenced only by wakers
+        //    (held by the reactor, a channel, a timer), so the list of tasks
+        //    that have waited is the only way to reach it. Dropping a future
+        //    drops its sockets and timers, and they deregister themselves.
+        for task in queued.into_iter().chain(self.shared.drain_task_list()) {
+            task.shut_down(); // nothing happens to a task that already finished
         }
         // 3. The blocking pool: queued jobs are dropped, idle threads exit.
         self.shared.blocking.shut_down();

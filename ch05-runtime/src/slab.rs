@@ -1,9 +1,9 @@
 //! A `Vec` with holes: values get a small number (a key) that stays valid
 //! until the value is removed, and freed places are reused.
 //!
-//! The runtime keeps every unfinished task in one of these, so that dropping
-//! the runtime can find (and drop) tasks that sit in no queue: a task waiting
-//! for a socket is only referenced by the waker the reactor holds.
+//! The runtime keeps every task that has waited in one of these, so that
+//! dropping the runtime can find (and drop) tasks that sit in no queue: a
+//! task waiting for a socket is only referenced by the waker the reactor holds.
 
 /// One place in the slab.
 #[derive(Debug)]
@@ -22,22 +22,15 @@ pub(crate) struct Slab<T> {
     /// The first free place: the head of a list threaded through the
     /// `Vacant` entries. `entries.len()` when every place is taken.
     next_free: usize,
-    /// How many places are occupied.
-    len: usize,
 }
 
 impl<T> Slab<T> {
     /// An empty slab.
     pub(crate) const fn new() -> Slab<T> {
-        Slab { entries: Vec::new(), next_free: 0, len: 0 }
+        Slab { entries: Vec::new(), next_free: 0 }
     }
 
-    /// The key the next [`insert`](Self::insert) will use.
-    pub(crate) fn next_key(&self) -> usize {
-        self.next_free
-    }
-
-    /// Stores `value` and returns its key (the one [`next_key`](Self::next_key) said).
+    /// Stores `value` and returns its key.
     pub(crate) fn insert(&mut self, value: T) -> usize {
         let key = self.next_free;
         if key == self.entries.len() {
@@ -49,7 +42,6 @@ impl<T> Slab<T> {
             };
             self.next_free = next;
         }
-        self.len += 1;
         key
     }
 
@@ -63,13 +55,7 @@ impl<T> Slab<T> {
             unreachable!("checked just above");
         };
         self.next_free = key;
-        self.len -= 1;
         Some(value)
-    }
-
-    /// How many values are stored.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// Takes every value out, leaving the slab empty.
@@ -82,7 +68,6 @@ impl<T> Slab<T> {
             })
             .collect();
         self.next_free = 0;
-        self.len = 0;
         values
     }
 }
@@ -94,20 +79,18 @@ mod tests {
     #[test]
     fn keys_are_reused_after_removal() {
         let mut slab = Slab::new();
-        assert_eq!(slab.next_key(), 0);
         let a = slab.insert("a");
         let b = slab.insert("b");
         let c = slab.insert("c");
-        assert_eq!((a, b, c, slab.len()), (0, 1, 2, 3));
+        assert_eq!((a, b, c), (0, 1, 2));
         assert_eq!(slab.remove(b), Some("b"));
         assert_eq!(slab.remove(b), None, "a key is removed once");
         assert_eq!(slab.remove(99), None);
-        assert_eq!(slab.next_key(), b);
         assert_eq!(slab.insert("d"), b, "the freed place is reused");
-        assert_eq!(slab.next_key(), 3);
+        assert_eq!(slab.insert("e"), 3);
         let mut rest = slab.drain();
         rest.sort_unstable();
-        assert_eq!(rest, ["a", "c", "d"]);
-        assert_eq!((slab.len(), slab.next_key()), (0, 0));
+        assert_eq!(rest, ["a", "c", "d", "e"]);
+        assert_eq!(slab.insert("f"), 0, "an empty slab starts over");
     }
 }

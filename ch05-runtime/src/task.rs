@@ -110,6 +110,9 @@ mod state {
 
 use state::{ABORTED, COMPLETE, NOTIFIED, RUNNING, SCHEDULED};
 
+/// The `key` of a task that has never waited, so is on no list.
+const UNLISTED: u32 = u32::MAX;
+
 /// The atomic word with the [`state`] bits, and its transitions.
 ///
 /// Every transition is a compare-and-swap loop (`fetch_update`): read the
@@ -235,9 +238,10 @@ pub(crate) struct TaskCell<F: Future> {
     state: State,
     /// For traces and errors.
     id: TaskId,
-    /// Its place in the runtime's list of unfinished tasks (a slab key).
-    /// 32 bits, next to the 32-bit state: the two share one 8-byte word.
-    key: u32,
+    /// Its place in the runtime's list of tasks that have waited (a slab
+    /// key), or [`UNLISTED`]. 32 bits, next to the 32-bit state: the two
+    /// share one 8-byte word. Written only by the thread holding `RUNNING`.
+    key: AtomicU32,
     /// The runtime it belongs to: a wake pushes the task into its queues.
     scheduler: Arc<Shared>,
     /// The future; `None` once it finished or was dropped. Only the thread
@@ -263,11 +267,11 @@ where
 {
     /// A new task, already `SCHEDULED` (its first poll is due), as the queue
     /// entry and the handle: two references to one allocation.
-    pub(crate) fn create(future: F, id: TaskId, key: u32, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
+    pub(crate) fn create(future: F, id: TaskId, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
         let cell = Arc::new(TaskCell {
             state: State(AtomicU32::new(SCHEDULED)),
             id,
-            key,
+            key: AtomicU32::new(UNLISTED),
             scheduler,
             future: UnsafeCell::new(Some(future)),
             join: JoinSlot::new(),
@@ -334,7 +338,8 @@ where
             Err(payload) => Err(JoinError::panicked(self.id, &*payload)),
         };
         self.state.complete();
-        self.scheduler.remove_task(self.key);
+        let key = self.key.load(Ordering::Relaxed);
+        self.scheduler.task_done((key != UNLISTED).then_some(key));
         if let Some(tracer) = self.scheduler.tracer() {
             tracer.event(
                 self.id,
@@ -398,6 +403,11 @@ where
             Ok(Poll::Pending) => {
                 if let Some(tracer) = tracer {
                     tracer.event(self.id, Event::Pending);
+                }
+                // The first wait: list it, so shutdown can reach it in no queue.
+                if self.key.load(Ordering::Relaxed) == UNLISTED {
+                    let key = self.scheduler.list_task(Arc::clone(&self) as Task);
+                    self.key.store(key, Ordering::Relaxed);
                 }
                 match self.state.end_pending() {
                     AfterPending::Wait => {} // the waker it kept will bring it back

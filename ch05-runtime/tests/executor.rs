@@ -338,6 +338,23 @@ fn dropping_the_runtime_drops_every_unfinished_task() -> io::Result<()> {
 }
 
 #[test]
+fn dropping_the_runtime_drops_tasks_that_never_ran() -> io::Result<()> {
+    for runtime in runtimes()? {
+        let counters = Counters::default();
+        // Dropped at once: the tasks a worker did not reach yet were never
+        // polled, so they sit in the run queue and on no list of waiting tasks.
+        let handles: Vec<JoinHandle<usize>> = (0..10).map(|_| runtime.spawn(counters.probe())).collect();
+        drop(runtime);
+        assert_eq!(counters.drops.load(Ordering::SeqCst), 10, "every queued future was dropped");
+        for handle in handles {
+            let error = ch05_runtime::waker::block_on(handle).unwrap_err();
+            assert!(error.is_shutdown(), "{error}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn nested_block_on_is_refused_with_a_clear_panic() -> io::Result<()> {
     let runtime = Runtime::new()?;
     let inner = Runtime::new()?;

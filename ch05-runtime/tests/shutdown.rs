@@ -33,7 +33,7 @@ fn dropping_the_runtime_deregisters_every_source_and_timer() -> io::Result<()> {
         Runtime::builder().io_driver(IoDriver::ExecutorThread),
         Runtime::builder().worker_threads(2),
     ];
-    for kind in kinds {
+    for (kind, kind_name) in kinds.into_iter().zip(["reactor thread", "own reactor", "two workers"]) {
         let runtime = kind.build()?;
         let drops = Arc::new(AtomicUsize::new(0));
         let started = Arc::new(AtomicUsize::new(0));
@@ -93,7 +93,7 @@ fn dropping_the_runtime_deregisters_every_source_and_timer() -> io::Result<()> {
         assert_eq!(runtime.unfinished_tasks(), 1 + 2 * CLIENTS);
 
         drop(runtime);
-        assert_eq!(drops.load(Ordering::SeqCst), 1 + 2 * CLIENTS, "every task's future was dropped");
+        assert_eq!(drops.load(Ordering::SeqCst), 1 + 2 * CLIENTS, "every task's future was dropped ({kind_name})");
         // The process's reactor is empty again. (A runtime's own reactor is
         // gone with the runtime: the sockets in it were dropped with their
         // tasks, through the same `Drop` that deregisters them.)

@@ -622,3 +622,23 @@ pub(crate) fn current() -> Arc<Shared> {
         .with(|cx| cx.runtime.borrow().clone())
         .expect("spawn called outside a runtime: use Runtime::spawn, or call it from inside block_on or a task")
 }
+
+/// Spawns `future` onto the runtime of the current thread.
+///
+/// # Panics
+///
+/// If the thread runs no runtime.
+pub(crate) fn spawn_here<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    CONTEXT.with(|cx| {
+        // Borrowed, not cloned: no reference count to take and give back.
+        let runtime = cx.runtime.borrow();
+        let shared = runtime
+            .as_ref()
+            .expect("spawn called outside a runtime: use Runtime::spawn, or call it from inside block_on or a task");
+        shared.spawn(future)
+    })
+}

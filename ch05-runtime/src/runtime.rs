@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 
 use crate::blocking::BlockingPool;
-use crate::executor::{Shared, current, worker};
+use crate::executor::{Shared, spawn_here, worker};
 use crate::join::JoinHandle;
 use crate::reactor::Reactor;
 use crate::trace::Tracer;
@@ -240,5 +240,5 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    current().spawn(future)
+    spawn_here(future)
 }

@@ -14,18 +14,27 @@ use std::process::ExitCode;
 use exercise_harness::{Chapter, Exercise};
 
 mod first_of;
+mod map;
 mod patience;
 
 /// Chapter 6's exercises, easiest first.
 const CHAPTER: Chapter = Chapter {
     number: 6,
     package: env!("CARGO_PKG_NAME"),
-    exercises: &[Exercise {
-        name: "first_of",
-        title: "the first of two borrowed futures: Unpin, Pin::new and pin!",
-        idea: "moving a self-referential struct; Pin (Unpin: when moving is harmless)",
-        check: first_of::check,
-    }],
+    exercises: &[
+        Exercise {
+            name: "first_of",
+            title: "the first of two borrowed futures: Unpin, Pin::new and pin!",
+            idea: "moving a self-referential struct; Pin (Unpin: when moving is harmless)",
+            check: first_of::check,
+        },
+        Exercise {
+            name: "map",
+            title: "pin projection by hand for a two-field future",
+            idea: "moving a self-referential struct; Pin (structural pinning)",
+            check: map::check,
+        },
+    ],
 };
 
 fn main() -> ExitCode {

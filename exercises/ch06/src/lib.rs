@@ -16,3 +16,6 @@
 
 #[cfg_attr(feature = "solution", path = "../solutions/first_of.rs")]
 pub mod first_of;
+
+#[cfg_attr(feature = "solution", path = "../solutions/map.rs")]
+pub mod map;

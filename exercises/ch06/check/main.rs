@@ -16,6 +16,7 @@ use exercise_harness::{Chapter, Exercise};
 mod first_of;
 mod map;
 mod patience;
+mod read_record;
 
 /// Chapter 6's exercises, easiest first.
 const CHAPTER: Chapter = Chapter {
@@ -33,6 +34,12 @@ const CHAPTER: Chapter = Chapter {
             title: "pin projection by hand for a two-field future",
             idea: "moving a self-referential struct; Pin (structural pinning)",
             check: map::check,
+        },
+        Exercise {
+            name: "read_record",
+            title: "a coroutine that reads into its own buffer, by hand",
+            idea: "moving a self-referential struct; Pin (a borrow across an await)",
+            check: read_record::check,
         },
     ],
 };

@@ -19,3 +19,6 @@ pub mod first_of;
 
 #[cfg_attr(feature = "solution", path = "../solutions/map.rs")]
 pub mod map;
+
+#[cfg_attr(feature = "solution", path = "../solutions/read_record.rs")]
+pub mod read_record;

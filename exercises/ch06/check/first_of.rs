@@ -15,7 +15,7 @@ use ch06_exercises::first_of::{Either, collect_until, first_of};
 use exercise_harness::wakes::Wakes;
 use exercise_harness::{Verdict, ensure};
 
-use crate::patience::run_patiently;
+use crate::drive::run_patiently;
 
 pub fn check() -> Verdict {
     a_first_then_b()?;

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 
 use exercise_harness::{Chapter, Exercise};
 
+mod drive;
 mod first_of;
 mod map;
-mod patience;
 mod read_record;
 
 /// Chapter 6's exercises, easiest first.

@@ -9,7 +9,6 @@
 use std::future::{Future, ready};
 use std::io;
 use std::task::{Context, Poll};
-use std::thread;
 
 use ch05_runtime::{Runtime, channel, spawn};
 use ch06_exercises::map::map;
@@ -19,7 +18,7 @@ use ch06_pin::unpin_of_value;
 use exercise_harness::wakes::Wakes;
 use exercise_harness::{Verdict, ensure};
 
-use crate::patience::run_patiently;
+use crate::drive::{poll_on_another_thread, run_patiently};
 
 /// How many times the scripted GET is `Pending` before it is ready.
 const PENDING: u32 = 2;
@@ -49,12 +48,7 @@ fn polled_and_dropped_in_place() -> Verdict {
     let second = moved[0].as_mut().poll(&mut cx);
     ensure!(second.is_pending(), "the inner future was Pending, and the second poll of map returned Ready");
     let mut mapped = moved.remove(0);
-    let third = thread::scope(|scope| {
-        let waker = waker.clone();
-        let mapped = &mut mapped;
-        scope.spawn(move || mapped.as_mut().poll(&mut Context::from_waker(&waker))).join()
-    })
-    .map_err(|_| "the third poll of map, on another thread, panicked".to_string())?;
+    let third = poll_on_another_thread(&mut mapped, &waker)?;
     let Poll::Ready((seen_when_f_ran, length)) = third else {
         return Err("the inner future was ready at its third poll, and map's third poll returned Pending".into());
     };
@@ -69,9 +63,7 @@ fn polled_and_dropped_in_place() -> Verdict {
          wakes: poll it with map's own cx",
         wakes.count()
     );
-    let events = probe.events();
-    let polled: Vec<usize> = events.iter().filter_map(|(_, seen)| polled_at(*seen)).collect();
-    let dropped: Vec<usize> = events.iter().filter_map(|(_, seen)| dropped_at(*seen)).collect();
+    let (polled, dropped) = polls_and_drops(&probe.events());
     ensure!(
         polled.len() == PENDING as usize + 1,
         "the inner future was polled {} times; it is Pending {PENDING} times, then Ready: poll it once per poll of \
@@ -80,9 +72,9 @@ fn polled_and_dropped_in_place() -> Verdict {
     );
     ensure!(
         polled.iter().all(|&at| at == polled[0]),
-        "the inner future was polled at {}: it moved while pinned (the box moved between the polls, but the Map \
-         in it did not, so its field cannot have). Reach it only through the Pin your projection makes; never \
-         move it out of `future` (take, mem::replace) to poll it",
+        "the inner future was polled at {}: it moved while pinned. The box moved between the polls, the Map in it \
+         did not, so the future moved inside the Map: reach it only through the Pin your projection makes, and \
+         never move it out of `future` (take, mem::replace) to poll it",
         addresses(&polled)
     );
     ensure!(
@@ -98,7 +90,7 @@ fn polled_and_dropped_in_place() -> Verdict {
         addresses(&dropped)
     );
     ensure!(
-        seen_when_f_ran.iter().any(|(_, seen)| dropped_at(*seen).is_some()),
+        seen_when_f_ran.iter().any(|(_, seen)| matches!(seen, Seen::Dropped(_))),
         "f ran while the finished inner future was still there: drop the future first (future.set(None)), then \
          call f"
     );
@@ -115,9 +107,7 @@ fn dropped_unfinished_in_place() -> Verdict {
     let first = mapped.as_mut().poll(&mut cx);
     ensure!(first.is_pending(), "the inner future was Pending, and the first poll of map returned {first:?}");
     drop(vec![mapped]); // moved once more, then dropped
-    let events = probe.events();
-    let polled: Vec<usize> = events.iter().filter_map(|(_, seen)| polled_at(*seen)).collect();
-    let dropped: Vec<usize> = events.iter().filter_map(|(_, seen)| dropped_at(*seen)).collect();
+    let (polled, dropped) = polls_and_drops(&probe.events());
     ensure!(
         polled.len() == 1 && dropped == polled,
         "a Map was polled once and dropped before its future finished: the future was polled at {} and dropped at \
@@ -173,20 +163,16 @@ fn as_a_task() -> Verdict {
     Ok(())
 }
 
-/// Where a probe saw its GET polled, if this event is a poll.
-fn polled_at(seen: Seen) -> Option<usize> {
-    match seen {
-        Seen::Polled(at) => Some(at),
-        Seen::Dropped(_) => None,
+/// Where a probe saw its GET polled, and where dropped, in order.
+fn polls_and_drops(events: &[(String, Seen)]) -> (Vec<usize>, Vec<usize>) {
+    let (mut polled, mut dropped) = (Vec::new(), Vec::new());
+    for &(_, seen) in events {
+        match seen {
+            Seen::Polled(at) => polled.push(at),
+            Seen::Dropped(at) => dropped.push(at),
+        }
     }
-}
-
-/// Where a probe saw its GET dropped, if this event is a drop.
-fn dropped_at(seen: Seen) -> Option<usize> {
-    match seen {
-        Seen::Dropped(at) => Some(at),
-        Seen::Polled(_) => None,
-    }
+    (polled, dropped)
 }
 
 /// Addresses as `0x…, 0x…` (or "nowhere").

@@ -12,7 +12,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::thread;
 
 use ch05_runtime::net::{TcpListener, TcpStream};
 use ch05_runtime::{Runtime, spawn};
@@ -21,7 +20,7 @@ use ch06_pin::unpin_of_type;
 use exercise_harness::wakes::Wakes;
 use exercise_harness::{Verdict, ensure};
 
-use crate::patience::run_patiently;
+use crate::drive::{poll_on_another_thread, run_patiently};
 
 /// The record the scripts and the server send, in the pieces they send it in.
 const PIECES: [&[u8]; 3] = [b"pinned", b" in p", b"lace."];
@@ -56,12 +55,7 @@ fn step_by_step() -> Verdict {
     let second = moved[0].as_mut().poll(&mut cx);
     after_pending(2, &second, moved[0].cursor(), &log, Some(record_at))?;
     let mut coroutine = moved.remove(0);
-    let third = thread::scope(|scope| {
-        let waker = waker.clone();
-        let coroutine = &mut coroutine;
-        scope.spawn(move || coroutine.as_mut().poll(&mut Context::from_waker(&waker))).join()
-    })
-    .map_err(|_| "the third poll, on another thread, panicked".to_string())?;
+    let third = poll_on_another_thread(&mut coroutine, &waker)?;
     after_pending(3, &third, coroutine.cursor(), &log, Some(record_at))?;
     let fourth = coroutine.as_mut().poll(&mut cx);
 

@@ -1,6 +1,10 @@
-//! Running a check's futures on chapter 5's runtime, with a bound.
+//! Driving a check's futures: on chapter 5's runtime with a bound, or by
+//! hand on another thread.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::thread;
 
 use ch05_runtime::Runtime;
 use ch05_runtime::time::timeout;
@@ -23,4 +27,16 @@ pub fn run_patiently<F: Future>(runtime: &Runtime, what: &str, future: F) -> Res
             PATIENCE.as_secs()
         )
     })
+}
+
+/// Polls `future` once on a thread of its own, with `waker`, and waits for
+/// that thread: pinned does not mean tied to a thread. `Err` if the poll
+/// panicked (the harness has recorded where).
+pub fn poll_on_another_thread<F>(future: &mut Pin<Box<F>>, waker: &Waker) -> Result<Poll<F::Output>, String>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    thread::scope(|scope| scope.spawn(|| future.as_mut().poll(&mut Context::from_waker(waker))).join())
+        .map_err(|_| "a poll on another thread panicked".to_string())
 }

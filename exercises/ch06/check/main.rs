@@ -26,19 +26,19 @@ const CHAPTER: Chapter = Chapter {
         Exercise {
             name: "first_of",
             title: "the first of two borrowed futures: Unpin, Pin::new and pin!",
-            idea: "moving a self-referential struct; Pin (Unpin: when moving is harmless)",
+            idea: "moving a self-referential struct; Pin",
             check: first_of::check,
         },
         Exercise {
             name: "map",
             title: "pin projection by hand for a two-field future",
-            idea: "moving a self-referential struct; Pin (structural pinning)",
+            idea: "moving a self-referential struct; Pin",
             check: map::check,
         },
         Exercise {
             name: "read_record",
             title: "a coroutine that reads into its own buffer, by hand",
-            idea: "moving a self-referential struct; Pin (a borrow across an await)",
+            idea: "moving a self-referential struct; Pin",
             check: read_record::check,
         },
     ],

@@ -10,9 +10,8 @@ use std::task::{Context, Poll};
 use ch05_exercises::bounded::{SendError, bounded};
 use ch05_runtime::time::timeout;
 use ch05_runtime::{Runtime, spawn};
+use exercise_harness::wakes::{PATIENCE, Wakes};
 use exercise_harness::{Verdict, ensure};
-
-use crate::wakes::{PATIENCE, Wakes};
 
 /// Producers, values each, and the channel's capacity for the runtime part.
 const PRODUCERS: usize = 3;

@@ -13,9 +13,8 @@ use ch05_exercises::join;
 use ch05_exercises::join::join;
 use ch05_runtime::time::timeout;
 use ch05_runtime::{Runtime, channel};
+use exercise_harness::wakes::{PATIENCE, Wakes};
 use exercise_harness::{Verdict, ensure};
-
-use crate::wakes::{PATIENCE, Wakes};
 
 pub fn check() -> Verdict {
     let (wakes, waker) = Wakes::new();

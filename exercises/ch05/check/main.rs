@@ -12,7 +12,6 @@ use exercise_harness::{Chapter, Exercise};
 
 mod bounded;
 mod join;
-mod wakes;
 mod yield_now;
 
 /// Chapter 5's exercises, easiest first.

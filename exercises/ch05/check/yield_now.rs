@@ -10,9 +10,8 @@ use std::task::Context;
 use ch05_exercises::yield_now::yield_now;
 use ch05_runtime::time::timeout;
 use ch05_runtime::{Runtime, spawn};
+use exercise_harness::wakes::{PATIENCE, Wakes};
 use exercise_harness::{Verdict, ensure};
-
-use crate::wakes::{PATIENCE, Wakes};
 
 /// Steps each task takes, yielding after each.
 const STEPS: usize = 3;

@@ -27,6 +27,9 @@
 //!   that never ends (a lost wake-up, a blocking call) into a verdict instead
 //!   of a frozen terminal. It is never used to judge speed.
 //!
+//! For checks that poll futures by hand, [`wakes::Wakes`] is a waker that
+//! counts its wakes (chapters 5 and 6 use it).
+//!
 //! Panic messages are recorded, not printed, so the output is the verdicts
 //! and nothing else.
 //!
@@ -42,6 +45,8 @@ use std::thread;
 use std::time::Duration;
 
 use ch01_os_threads::report::wrap;
+
+pub mod wakes;
 
 /// What a check returns: `Err` carries the explanation shown to the learner.
 pub type Verdict = Result<(), String>;

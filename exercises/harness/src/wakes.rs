@@ -1,4 +1,5 @@
-//! A waker that counts how often it was woken, for polling by hand.
+//! A waker that counts how often it was woken, for checks that poll futures
+//! by hand: a lost wake-up is then named, not waited for.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

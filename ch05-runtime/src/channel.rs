@@ -30,13 +30,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 /// A new channel: the sending and the receiving end.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let state = State { queue: VecDeque::new(), receiver_waker: None, senders: 1, receiver_alive: true };
-    let shared = Arc::new(Shared { state: Mutex::new(state) });
+    let state = State { queue: VecDeque::new(), receiver_waker: None, receiver_alive: true };
+    let shared = Arc::new(Shared { state: Mutex::new(state), senders: AtomicUsize::new(1) });
     (Sender { shared: Arc::clone(&shared) }, Receiver { shared })
 }
 
@@ -45,6 +46,11 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 struct Shared<T> {
     /// Everything, behind one lock (held only for a push or a pop).
     state: Mutex<State<T>>,
+    /// How many `Sender`s exist; at 0 the receiver sees the end. Counted
+    /// outside the lock, as `Arc` counts its references: a task per value
+    /// with a sender each (a fan-in) clones and drops one per task, and
+    /// only the drop of the last one has anything to tell the receiver.
+    senders: AtomicUsize,
 }
 
 /// The channel's contents.
@@ -54,8 +60,6 @@ struct State<T> {
     queue: VecDeque<T>,
     /// The receiver's waker, while it waits for a value.
     receiver_waker: Option<Waker>,
-    /// How many `Sender`s exist; at 0 the receiver sees the end.
-    senders: usize,
     /// Whether the `Receiver` exists; if not, sends fail.
     receiver_alive: bool,
 }
@@ -124,7 +128,7 @@ impl<T> Receiver<T> {
         if let Some(value) = state.queue.pop_front() {
             return Poll::Ready(Some(value));
         }
-        if state.senders == 0 {
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
             return Poll::Ready(None);
         }
         match &state.receiver_waker {
@@ -151,18 +155,23 @@ impl<T> Receiver<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
-        self.shared.lock().senders += 1;
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Sender { shared: Arc::clone(&self.shared) }
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.senders -= 1;
-        // The last sender: a waiting receiver must learn that no value will come.
-        let waker = if state.senders == 0 { state.receiver_waker.take() } else { None };
-        drop(state);
+        // `AcqRel`: the receiver that reads 0 (`Acquire`) sees every value
+        // this sender sent before it went.
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last sender: a waiting receiver must learn that no value will
+        // come. The lock orders this with `poll_recv`: either it read the
+        // count before it reached 0 and left its waker, taken here, or it
+        // reads 0 and ends without waiting.
+        let waker = self.shared.lock().receiver_waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }

@@ -15,7 +15,9 @@
 //!   through a channel. Per task. For threads and fibers: spawn one empty one
 //!   and join it.
 //!
-//! Memory per idle task is measured in fresh processes ([`sleeps`]).
+//! Memory per idle task is measured in fresh processes ([`sleeps`]), and so
+//! are the executors' spawns (`bench-run spawns`, in `run.rs`): a million
+//! tasks fill the heap, and the next contender would inherit it.
 
 use std::future::Future;
 use std::io;

@@ -241,6 +241,12 @@ fn targets(results: &Results) -> Vec<Target> {
             1.0,
         ),
         target(
+            "  the same, ch05 with its own reactor ≤ async-executor",
+            format!("idle task memory / {ch05}, own reactor"),
+            "idle task memory / smol async-executor".into(),
+            1.0,
+        ),
+        target(
             &format!("{gets} concurrent GETs, CPU time: ch05 ≤ tokio current_thread"),
             format!("{gets} GETs / {ch05} / CPU time"),
             format!("{gets} GETs / tokio current_thread / CPU time"),
@@ -250,12 +256,6 @@ fn targets(results: &Results) -> Vec<Target> {
             "  the same, ch05 with its own reactor (tokio's design) ≤ tokio current_thread",
             format!("{gets} GETs / {ch05}, own reactor / CPU time"),
             format!("{gets} GETs / tokio current_thread / CPU time"),
-            1.0,
-        ),
-        target(
-            "  the same, ch05 with its own reactor ≤ async-executor",
-            format!("idle task memory / {ch05}, own reactor"),
-            "idle task memory / smol async-executor".into(),
             1.0,
         ),
         target(

@@ -44,7 +44,8 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 /// What both ends share.
 #[derive(Debug)]
 struct Shared<T> {
-    /// Everything, behind one lock (held only for a push or a pop).
+    /// The queue and the receiver's side, behind one lock (held only for a
+    /// push or a pop).
     state: Mutex<State<T>>,
     /// How many `Sender`s exist; at 0 the receiver sees the end. Counted
     /// outside the lock, as `Arc` counts its references: a task per value
@@ -155,6 +156,9 @@ impl<T> Receiver<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
+        // `Relaxed`, as in `Arc::clone`: the new sender comes from a live
+        // one, so the count cannot reach 0 meanwhile, and nothing else is
+        // published by this increment.
         self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Sender { shared: Arc::clone(&self.shared) }
     }

@@ -164,6 +164,33 @@ fn dropping_a_join_handle_detaches_the_task() -> io::Result<()> {
     Ok(())
 }
 
+/// A waker that counts its wakes.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_last_sender_dropped_on_another_thread_wakes_the_receiver() {
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&counter));
+    let mut cx = Context::from_waker(&waker);
+    let (tx, mut rx) = channel::<u32>();
+    let other = tx.clone();
+    assert!(rx.poll_recv(&mut cx).is_pending(), "nothing sent yet: the receiver waits");
+    drop(tx);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 0, "one sender is left: no news for the receiver");
+    assert!(rx.poll_recv(&mut cx).is_pending());
+    // The last one goes, from another thread, without sending: only its
+    // drop can tell the waiting receiver that nothing more will come.
+    thread::spawn(move || drop(other)).join().unwrap();
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1, "the last drop woke the receiver");
+    assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None));
+}
+
 #[test]
 fn a_wake_while_running_makes_the_task_run_exactly_once_more() -> io::Result<()> {
     for runtime in runtimes()? {

@@ -32,7 +32,9 @@ use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
+
+use crate::coop;
 
 /// A new channel: the sending and the receiving end.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
@@ -124,12 +126,19 @@ impl<T> Receiver<T> {
     /// The next value: `Ready(Some)` if one is queued, `Ready(None)` if the
     /// queue is empty and every sender is gone, else `Pending` with our waker
     /// left for the next `send`.
+    ///
+    /// A `Ready` spends a unit of the task's budget ([`crate::coop`]): a
+    /// receiver fed faster than it drains yields now and then, instead of
+    /// keeping its thread for as long as values keep coming.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let unit = ready!(coop::poll_proceed(cx));
         let mut state = self.shared.lock();
         if let Some(value) = state.queue.pop_front() {
+            unit.spend();
             return Poll::Ready(Some(value));
         }
         if self.shared.senders.load(Ordering::Acquire) == 0 {
+            unit.spend();
             return Poll::Ready(None);
         }
         match &state.receiver_waker {
@@ -187,8 +196,12 @@ impl<T> Drop for Receiver<T> {
         let mut state = self.shared.lock();
         state.receiver_alive = false;
         let unread = std::mem::take(&mut state.queue);
+        // The waker of our last `Pending`: nobody will wake it now, and
+        // keeping it would keep its task (and what the task holds) alive
+        // for as long as a sender lives.
+        let waker = state.receiver_waker.take();
         drop(state);
-        drop(unread); // values nobody will receive, dropped outside the lock
+        drop((unread, waker)); // values nobody will receive, and the waker, dropped outside the lock
     }
 }
 

@@ -16,9 +16,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
-use crate::task::TaskId;
+use crate::coop;
+use crate::id::TaskId;
 
 /// Why a task ended without an output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +186,9 @@ impl<T> JoinSlot<T> {
     /// If the result was already taken (a `JoinHandle` polled after it
     /// returned `Ready`), like every future polled after completion.
     pub(crate) fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        // Awaiting finished tasks one after another is always-ready work
+        // too: each `Ready` spends a unit of the budget (crate::coop).
+        let unit = ready!(coop::poll_proceed(cx));
         let mut slot = self.lock();
         match &mut *slot {
             Slot::Running(waker) => {
@@ -196,7 +200,10 @@ impl<T> JoinSlot<T> {
                 Poll::Pending
             }
             Slot::Finished(_) => match std::mem::replace(&mut *slot, Slot::Closed) {
-                Slot::Finished(result) => Poll::Ready(result),
+                Slot::Finished(result) => {
+                    unit.spend();
+                    Poll::Ready(result)
+                }
                 _ => unreachable!("matched Finished just above"),
             },
             Slot::Closed => {
@@ -204,6 +211,11 @@ impl<T> JoinSlot<T> {
                 panic!("JoinHandle polled after it returned Ready")
             }
         }
+    }
+
+    /// Whether the result is there, waiting to be taken.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(*self.lock(), Slot::Finished(_))
     }
 
     /// The handle was dropped: close the slot, and hand back a result that
@@ -226,6 +238,8 @@ pub(crate) trait Joinable<T>: Send + Sync {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
     /// See [`JoinSlot::detach`].
     fn detach(&self) -> Option<Result<T, JoinError>>;
+    /// See [`JoinSlot::is_finished`].
+    fn is_finished(&self) -> bool;
     /// Asks the task to stop (see [`JoinHandle::abort`]).
     fn abort(self: Arc<Self>);
 }
@@ -248,6 +262,12 @@ impl<T> JoinHandle<T> {
     /// The task's id (the `N` in its `[task N]` trace lines).
     pub fn id(&self) -> TaskId {
         self.task.id()
+    }
+
+    /// Whether the task has finished (its output, or error, is waiting):
+    /// awaiting the handle would then be ready at once.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Stops the task: its future is dropped instead of being polled again

@@ -35,12 +35,16 @@
 //!
 //! - [`waker`]: a `Waker` written out by hand (its vtable), the same through
 //!   `std::task::Wake`, and the smallest executor (`block_on`).
-//! - [`executor`]: the poll → wait → wake cycle: `block_on`, the run queues,
-//!   `schedule` (what a wake does), worker threads. [`runtime`]: the
-//!   [`Runtime`], its [`Builder`] (which executor, which [`IoDriver`]) and
-//!   what dropping it does.
+//! - [`runtime`]: the [`Runtime`], its [`Builder`] (which executor, which
+//!   [`IoDriver`], how tasks are polled) and what dropping it does.
+//! - [`current_thread`]: the single-threaded executor's poll → wait → wake
+//!   loop, and who gets the CPU next; [`multi_thread`]: the worker threads.
+//!   Both share [`scheduler`] (the run queues, and what a wake does) and
+//!   [`park`] (how a thread waits, and how a wake reaches it).
 //! - [`task`]: one allocation per task: the state bits, the future, the
-//!   result. [`join`]: the [`JoinHandle`] and [`JoinError`].
+//!   result, one poll. [`join`]: the [`JoinHandle`] and [`JoinError`].
+//! - [`coop`]: [`coop::yield_now`], and the budget that makes a task whose
+//!   leaf futures are always ready return `Pending` now and then.
 //! - [`reactor`]: the reactor thread, its `Token → waker` table and its
 //!   timers (a heap of deadlines, in `timers.rs`).
 //! - Leaf futures: [`net`] (`TcpListener`, `TcpStream`), [`time`] (`sleep`,
@@ -58,12 +62,17 @@ compile_error!("ch05-runtime supports Linux only (the workshop targets x86-64 Li
 
 pub mod blocking;
 pub mod channel;
-pub mod executor;
+pub mod coop;
+pub mod current_thread;
 pub mod http;
+mod id;
 pub mod join;
+pub mod multi_thread;
 pub mod net;
+pub mod park;
 pub mod reactor;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 mod slab;
 pub mod svg;
@@ -73,6 +82,6 @@ mod timers;
 pub mod trace;
 pub mod waker;
 
-pub use blocking::spawn_blocking;
+pub use coop::yield_now;
 pub use join::{JoinError, JoinHandle};
-pub use runtime::{Builder, Flavor, IoDriver, Runtime, spawn};
+pub use runtime::{Builder, Flavor, IoDriver, Runtime, spawn, spawn_blocking};

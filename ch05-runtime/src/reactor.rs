@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ use ch01_os_threads::say;
 use mio::event::Source;
 use mio::{Events, Interest, Token};
 
+use crate::coop;
 use crate::timers::{TimerKey, Timers};
 use crate::trace::WakeSource;
 
@@ -210,18 +211,20 @@ impl Reactor {
     /// The reactor thread: one round after another, forever.
     fn run(&self, mut driver: Driver) {
         loop {
-            self.turn(&mut driver);
+            self.turn(&mut driver, None);
         }
     }
 
     // ANCHOR: reactor_loop
     /// One round: wait in `epoll_wait` until an event, the earliest timer or
-    /// an [`interrupt`](Self::interrupt), then wake every task with progress
-    /// to make. The reactor thread does this forever; a runtime that owns its
-    /// reactor does it whenever it has nothing to run.
-    pub(crate) fn turn(&self, driver: &mut Driver) {
+    /// an [`interrupt`](Self::interrupt) (but no longer than `max_wait`, if
+    /// given), then wake every task with progress to make. The reactor
+    /// thread does this forever; a runtime that owns its reactor does it
+    /// whenever it has nothing to run, and, with a `max_wait` of zero, now
+    /// and then while it has.
+    pub(crate) fn turn(&self, driver: &mut Driver, max_wait: Option<Duration>) {
         // Wait phase: sleep in epoll_wait until an event or the earliest timer.
-        let timeout = self.next_timeout();
+        let timeout = self.next_timeout(max_wait);
         if let Err(e) = driver.poll.poll(&mut driver.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 // Not expected on Linux (EBADF, EFAULT, EINVAL are bugs);
@@ -268,13 +271,22 @@ impl Reactor {
         }
     }
 
-    /// How long `epoll_wait` may sleep: until the earliest timer, or forever.
-    /// Notes it, so that adding an earlier timer knows to interrupt the wait.
-    fn next_timeout(&self) -> Option<Duration> {
+    /// How long `epoll_wait` may sleep: until the earliest timer, or forever,
+    /// and at most `max_wait`. Notes it, so that adding an earlier timer
+    /// knows to interrupt the wait.
+    fn next_timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
         let mut timers = self.timers();
         let next = timers.table.next_deadline();
-        timers.reactor = next.map_or(ReactorWait::Forever, ReactorWait::Until);
-        let timeout = next.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let timeout = match (next.map(|deadline| deadline.saturating_duration_since(now)), max_wait) {
+            (Some(timer), Some(max)) => Some(timer.min(max)),
+            (timer, max) => timer.or(max),
+        };
+        timers.reactor = match timeout {
+            None => ReactorWait::Forever,
+            Some(Duration::ZERO) => ReactorWait::Busy, // a look, not a sleep: nothing to interrupt
+            Some(timeout) => ReactorWait::Until(now + timeout),
+        };
         drop(timers);
         if logging() {
             let sources = self.sources().map.len();
@@ -440,24 +452,36 @@ impl<S: Source> IoSource<S> {
 
     /// Runs a non-blocking syscall (`op`) until it does not say `WouldBlock`;
     /// if it does, leaves `cx.waker()` with the reactor and returns `Pending`.
+    ///
+    /// A `Ready` spends one unit of the task's cooperative budget; with
+    /// none left, the syscall is not even tried: the task is woken and
+    /// yields (see [`crate::coop`]). That is what stops a socket that is
+    /// always ready (a client that floods us) from keeping its task, and
+    /// every task on its thread, in one endless poll.
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        let unit = ready!(coop::poll_proceed(cx));
         loop {
             let seen = self.io.events(direction);
             match op(&self.source) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // EINTR: just retry
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.io.wait(direction, seen, cx.waker()) {
-                        return Poll::Pending;
+                        return Poll::Pending; // the unit goes back: we wait, as usual
                     }
                     // An event arrived between `seen` and the syscall's
                     // answer: the socket may be ready now, so try again.
+                    // (At most once per event the reactor delivers in
+                    // between: each retry follows a new one.)
                 }
-                result => return Poll::Ready(result),
+                result => {
+                    unit.spend();
+                    return Poll::Ready(result);
+                }
             }
         }
     }

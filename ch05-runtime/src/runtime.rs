@@ -1,26 +1,35 @@
-//! [`Runtime`] and its [`Builder`]: which executor, which I/O driver, and
-//! what dropping a runtime does. The executor's cycle itself is in
-//! [`crate::executor`].
+//! [`Runtime`] and its [`Builder`]: which executor, which I/O driver, how
+//! tasks are polled, and what dropping a runtime does. The executors' cycles
+//! are in [`crate::current_thread`] and [`crate::multi_thread`].
 
 use std::future::Future;
 use std::io;
+use std::panic::Location;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use crate::blocking::BlockingPool;
-use crate::executor::{Shared, spawn_here, worker};
+use crate::coop::DEFAULT_BUDGET;
+use crate::current_thread::{self, DRIVER_INTERVAL, INJECTOR_INTERVAL};
 use crate::join::JoinHandle;
+use crate::multi_thread::{self, worker};
+use crate::park::Parker;
 use crate::reactor::Reactor;
+pub use crate::scheduler::Flavor;
+use crate::scheduler::{self, Intervals, Shared};
+use crate::task::PollSettings;
 use crate::trace::Tracer;
 
-/// Which executor a [`Runtime`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// Tasks run on the thread inside [`Runtime::block_on`].
-    CurrentThread,
-    /// Tasks run on this many worker threads.
-    MultiThread(usize),
-}
+/// Default for [`Builder::slow_poll_threshold`]: 10 ms, in debug builds.
+///
+/// Go's scheduler preempts a goroutine that has run for 10 ms; a poll that
+/// long keeps every other task on its thread waiting just as long, which is
+/// worth a line on stderr while you develop. Off in release builds, like
+/// integer overflow checks: timing every poll costs two clock reads
+/// (some 50 ns here), as much as a whole yield.
+pub const DEFAULT_SLOW_POLL: Option<Duration> =
+    if cfg!(debug_assertions) { Some(Duration::from_millis(10)) } else { None };
 
 /// Who waits in `epoll_wait` for a runtime's sockets and timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +62,12 @@ pub struct Builder {
     log_cycle: bool,
     /// Who waits for this runtime's I/O.
     io_driver: IoDriver,
+    /// Units of cooperative budget per poll; `None`: no budget.
+    budget: Option<u32>,
+    /// Report polls longer than this.
+    slow_poll: Option<Duration>,
+    /// The single-threaded loop's fairness intervals.
+    intervals: Intervals,
 }
 
 impl Builder {
@@ -90,6 +105,40 @@ impl Builder {
         self
     }
 
+    /// Units of cooperative budget each poll of a task gets (default
+    /// [`DEFAULT_BUDGET`], 128); `None` turns the budget off, so that a task
+    /// whose leaf futures are always ready keeps its thread for as long as
+    /// they are (see [`crate::coop`]: the demo shows what that does to the
+    /// other tasks).
+    pub fn coop_budget(mut self, units: Option<u32>) -> Builder {
+        self.budget = units;
+        self
+    }
+
+    /// Report every poll that takes longer than `threshold` (default
+    /// [`DEFAULT_SLOW_POLL`]: 10 ms in debug builds, off in release ones):
+    /// on stderr once per task, with the task's id, where it was spawned and
+    /// how long it ran; in the trace every time. `None` stops timing polls.
+    pub fn slow_poll_threshold(mut self, threshold: Option<Duration>) -> Builder {
+        self.slow_poll = threshold;
+        self
+    }
+
+    /// Single-threaded: every `n` polls, take the tasks other threads woke
+    /// before the local ones (default [`INJECTOR_INTERVAL`], 31).
+    pub fn injector_interval(mut self, n: u32) -> Builder {
+        self.intervals.injector = n;
+        self
+    }
+
+    /// Single-threaded: after `n` polls without a wait, turn the runtime's
+    /// own reactor without sleeping, and poll `block_on`'s future if it was
+    /// woken (default [`DRIVER_INTERVAL`], 61).
+    pub fn driver_interval(mut self, n: u32) -> Builder {
+        self.intervals.driver = n;
+        self
+    }
+
     /// Starts the runtime (and its worker threads, if any).
     pub fn build(self) -> io::Result<Runtime> {
         let flavor = match self.worker_threads {
@@ -105,9 +154,24 @@ impl Builder {
         if self.max_blocking_threads == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "max_blocking_threads must be at least 1"));
         }
-        let reactor = match (self.io_driver, flavor) {
-            (IoDriver::ReactorThread, _) => None,
-            (IoDriver::ExecutorThread, Flavor::CurrentThread) => Some(Reactor::owned()?),
+        if self.intervals.injector == 0 || self.intervals.driver == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the injector and driver intervals must be at least 1",
+            ));
+        }
+        if self.budget == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a budget of 0 units would never let a leaf future finish (use coop_budget(None) to turn it off)",
+            ));
+        }
+        let parker = match (self.io_driver, flavor) {
+            (IoDriver::ReactorThread, _) => Parker::Thread,
+            (IoDriver::ExecutorThread, Flavor::CurrentThread) => {
+                let (reactor, driver) = Reactor::owned()?;
+                Parker::Reactor { reactor, driver }
+            }
             (IoDriver::ExecutorThread, Flavor::MultiThread(_)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -115,13 +179,9 @@ impl Builder {
                 ));
             }
         };
-        let shared = Arc::new(Shared::new(
-            flavor,
-            reactor,
-            BlockingPool::new(self.max_blocking_threads),
-            self.tracer,
-            self.log_cycle,
-        ));
+        let settings = PollSettings { budget: self.budget, slow_poll: self.slow_poll, tracer: self.tracer.clone() };
+        let blocking = BlockingPool::new(self.max_blocking_threads, self.tracer);
+        let shared = Arc::new(Shared::new(flavor, settings, self.intervals, blocking, parker, self.log_cycle));
         let mut runtime = Runtime { shared, workers: Vec::new() };
         if let Flavor::MultiThread(n) = flavor {
             for index in 1..=n {
@@ -161,31 +221,50 @@ impl Runtime {
             tracer: None,
             log_cycle: false,
             io_driver: IoDriver::ReactorThread,
+            budget: Some(DEFAULT_BUDGET),
+            slow_poll: DEFAULT_SLOW_POLL,
+            intervals: Intervals { injector: INJECTOR_INTERVAL, driver: DRIVER_INTERVAL },
         }
     }
 
     /// Single- or multi-threaded.
     pub fn flavor(&self) -> Flavor {
-        self.shared.flavor()
+        self.shared.flavor
+    }
+
+    /// Runs `future` to completion on this thread and returns its output.
+    /// Single-threaded: the spawned tasks run here too, meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a runtime (a task, or another `block_on`), or
+    /// from two threads at once on a single-threaded runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self.shared.flavor {
+            Flavor::CurrentThread => current_thread::block_on(&self.shared, future),
+            Flavor::MultiThread(_) => multi_thread::block_on(&self.shared, future),
+        }
     }
 
     /// Spawns a task; it starts at the runtime's next chance (for the
     /// single-threaded one: inside the next `block_on`).
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.shared.spawn(future)
+        self.shared.spawn(future, Location::caller())
     }
 
     /// Runs `f` on this runtime's blocking pool (see [`crate::blocking`]).
+    #[track_caller]
     pub fn spawn_blocking<T, F>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.blocking.spawn(f)
+        self.shared.blocking.spawn(f, Location::caller())
     }
 
     /// How many spawned tasks have not finished yet.
@@ -196,12 +275,12 @@ impl Runtime {
     /// How many sockets are registered with the reactor this runtime's
     /// tasks use (its own, or the process's: then other runtimes' too).
     pub fn registered_sources(&self) -> usize {
-        self.shared.reactor().map_or_else(crate::reactor::registered_sources, Reactor::sources_len)
+        self.shared.reactor.as_deref().map_or_else(crate::reactor::registered_sources, Reactor::sources_len)
     }
 
     /// How many timers are pending in the reactor this runtime's tasks use.
     pub fn pending_timers(&self) -> usize {
-        self.shared.reactor().map_or_else(crate::reactor::pending_timers, Reactor::timers_len)
+        self.shared.reactor.as_deref().map_or_else(crate::reactor::pending_timers, Reactor::timers_len)
     }
 }
 
@@ -211,9 +290,16 @@ impl Drop for Runtime {
         // 1. Close the injector: workers stop once they finish their current
         //    poll, a wake from now on is dropped instead of queued, and a
         //    task spawned from now on is born finished.
+        //    A worker cannot wait for itself: if this drop runs on one of
+        //    the workers (a task dropped the runtime it runs on), that worker
+        //    is not joined; it finishes the poll it is in, finds the injector
+        //    closed and ends, like the others, just without anyone waiting.
         let queued = self.shared.close_injector();
+        let this_thread = thread::current().id();
         for worker in self.workers.drain(..) {
-            let _ = worker.join();
+            if worker.thread().id() != this_thread {
+                let _ = worker.join();
+            }
         }
         // 2. Drop every unfinished task's future. A task that never waited
         //    is in the queue; a task that waits is referenced only by wakers
@@ -235,10 +321,28 @@ impl Drop for Runtime {
 ///
 /// Outside a runtime: there is no executor to run the task. Use
 /// [`Runtime::spawn`] there.
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_here(future)
+    let spawned_at = Location::caller();
+    scheduler::with_current("spawn", |shared| shared.spawn(future, spawned_at))
+}
+
+/// Runs `f` on the current runtime's blocking pool; the handle gives its
+/// result (see [`crate::blocking`]).
+///
+/// # Panics
+///
+/// Outside a runtime (use [`Runtime::spawn_blocking`] there).
+#[track_caller]
+pub fn spawn_blocking<T, F>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let spawned_at = Location::caller();
+    scheduler::with_current("spawn_blocking", |shared| shared.blocking.spawn(f, spawned_at))
 }

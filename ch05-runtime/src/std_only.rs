@@ -23,14 +23,20 @@ impl ThreadTimer {
     pub fn after(duration: Duration) -> ThreadTimer {
         let shared = Arc::new(Mutex::new((false, None::<Waker>)));
         let theirs = Arc::clone(&shared);
-        thread::spawn(move || {
+        let timer = move || {
             thread::sleep(duration);
             let mut state = theirs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             state.0 = true;
             if let Some(waker) = state.1.take() {
                 waker.wake(); // whoever polled us last: any executor at all
             }
-        });
+        };
+        // A name, so that the trace can say who woke the task. If no thread
+        // can be started, the timer runs out here, now: late, never lost.
+        if let Err(e) = thread::Builder::new().name("timer-thread".into()).spawn(timer) {
+            eprintln!("ThreadTimer: no thread ({e}); the timer is over at once");
+            shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0 = true;
+        }
         ThreadTimer { shared }
     }
 }

@@ -4,28 +4,35 @@
 //! events gets the colour of the phase the task was in:
 //!
 //! - **queued**: woken (or just spawned), waiting in a run queue for its poll;
-//! - **running**: being polled (usually a sliver: a poll takes microseconds);
+//! - **running**: being polled (usually a sliver: a poll takes microseconds;
+//!   slivers are drawn 3 pixels wide, on top, so that they show);
 //! - **waiting**: returned `Pending`, its waker left with the reactor, a
 //!   timer, a channel or another thread.
 //!
 //! A triangle marks each wake, coloured by who woke it; the row ends with a
-//! mark for how the task ended. Hovering over a piece in a browser shows its
+//! mark for how the task ended. A poll over the runtime's slow-poll
+//! threshold is drawn in red, taller than the others, with its length
+//! written above it. Each row is named by where its task was spawned. Hovering over a piece in a browser shows its
 //! times. The output is plain SVG 1.1: any browser opens it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::task::TaskId;
-use crate::trace::{Event, Record, WokenBy};
+use crate::id::TaskId;
+use crate::trace::{Event, Record, WokenBy, task_names};
 
 /// Drawing sizes, in SVG user units (pixels at 100 %).
 const WIDTH: f64 = 1000.0;
-const LABEL: f64 = 90.0;
+const LABEL: f64 = 210.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 50.0;
 const ROW: f64 = 22.0;
 const BAR: f64 = 12.0;
+/// The narrowest a queued or running stretch is drawn, so that it shows.
+const SLIVER: f64 = 3.0;
+/// The colour of a slow poll.
+const SLOW: &str = "#e53e3e";
 
 /// The three phases, their colours and legend text.
 const PHASES: [(Phase, &str, &str); 3] = [
@@ -54,6 +61,7 @@ enum Phase {
 /// Renders the timeline. `records` in the order they happened (as
 /// [`Tracer::records`](crate::trace::Tracer::records) returns them).
 pub fn render(records: &[Record]) -> String {
+    let names = task_names(records);
     let mut rows: BTreeMap<TaskId, Vec<&Record>> = BTreeMap::new();
     for record in records {
         rows.entry(record.task).or_default().push(record);
@@ -85,30 +93,48 @@ pub fn render(records: &[Record]) -> String {
         let y = TOP + row as f64 * ROW;
         let bar_y = y + (ROW - BAR) / 2.0;
         let _ = writeln!(svg, "<g class=\"task\" id=\"task-{}\">", task.0);
-        let _ = writeln!(svg, "<text x=\"10\" y=\"{:.1}\">{task}</text>", y + ROW / 2.0 + 4.0);
+        let name = names.get(task).cloned().unwrap_or_else(|| task.to_string());
+        let _ = writeln!(svg, "<text x=\"10\" y=\"{:.1}\">{}</text>", y + ROW / 2.0 + 4.0, escape(&name));
+        // The stretches first, then the marks over them.
+        let mut stretches: Vec<Stretch> = Vec::new();
         let mut phase: Option<(Phase, Duration)> = None;
         for record in events {
             let next = match &record.event {
-                Event::Spawned => Some(Phase::Queued),
+                Event::Spawned(_) | Event::SpawnedBlocking(_) => Some(Phase::Queued),
                 Event::Polled(_) => Some(Phase::Running),
                 Event::Pending => Some(Phase::Waiting),
                 // A wake while running keeps it running (it is polled again at once).
                 Event::Woken(_) if phase.is_some_and(|(p, _)| p == Phase::Running) => Some(Phase::Running),
                 Event::Woken(_) => Some(Phase::Queued),
+                Event::SlowPoll(_) => {
+                    // The poll that just ended was slow: the running stretch up to now.
+                    if let Some((Phase::Running, since)) = phase {
+                        stretches.push(Stretch { phase: Phase::Running, from: since, to: record.at, slow: true });
+                        phase = Some((Phase::Running, record.at));
+                    }
+                    continue;
+                }
                 Event::Ready | Event::Panicked(_) | Event::Aborted | Event::ShutDown => None,
             };
             if let Some((current, since)) = phase
                 && next != Some(current)
             {
-                bar(&mut svg, current, x(since), x(record.at), bar_y, *task, ms(since), ms(record.at));
+                stretches.push(Stretch { phase: current, from: since, to: record.at, slow: false });
                 phase = next.map(|p| (p, record.at));
             } else if phase.is_none() {
                 phase = next.map(|p| (p, record.at));
             }
-            mark(&mut svg, &record.event, x(record.at), bar_y, ms(record.at));
         }
         if let Some((current, since)) = phase {
-            bar(&mut svg, current, x(since), x(end), bar_y, *task, ms(since), ms(end)); // still going at the end
+            stretches.push(Stretch { phase: current, from: since, to: end, slow: false }); // still going at the end
+        }
+        // Waiting underneath; queued and running (slivers, mostly) on top.
+        stretches.sort_by_key(|stretch| stretch.phase != Phase::Waiting);
+        for stretch in &stretches {
+            bar(&mut svg, stretch, x(stretch.from), x(stretch.to), bar_y, *task, ms(stretch.from), ms(stretch.to));
+        }
+        for record in events {
+            mark(&mut svg, &record.event, x(record.at), bar_y, ms(record.at));
         }
         svg.push_str("</g>\n");
     }
@@ -119,16 +145,47 @@ pub fn render(records: &[Record]) -> String {
     svg
 }
 
-/// One phase stretch, at least a pixel wide so that short polls show.
+/// A stretch of time a task spent in one phase.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    /// What it was doing.
+    phase: Phase,
+    /// From when.
+    from: Duration,
+    /// Until when.
+    to: Duration,
+    /// A poll over the slow-poll threshold.
+    slow: bool,
+}
+
+/// One phase stretch. Queued and running ones are at least [`SLIVER`]
+/// wide so that short ones show; a slow poll is red, taller, and says how
+/// long it took.
 #[allow(clippy::too_many_arguments)]
-fn bar(svg: &mut String, phase: Phase, x0: f64, x1: f64, y: f64, task: TaskId, from: f64, to: f64) {
-    let (_, colour, name) = PHASES.iter().find(|(p, _, _)| *p == phase).copied().unwrap_or(PHASES[0]);
+fn bar(svg: &mut String, stretch: &Stretch, x0: f64, x1: f64, y: f64, task: TaskId, from: f64, to: f64) {
+    let (_, colour, name) = PHASES.iter().find(|(p, _, _)| *p == stretch.phase).copied().unwrap_or(PHASES[0]);
     let name = name.split(' ').next().unwrap_or(name);
+    let min = if stretch.phase == Phase::Waiting { 1.0 } else { SLIVER };
+    let width = (x1 - x0).max(min);
+    if stretch.slow {
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{x0:.2}\" y=\"{:.1}\" width=\"{width:.2}\" height=\"{:.1}\" fill=\"{SLOW}\">\
+             <title>{task}: SLOW POLL {from:.2}–{to:.2} ms ({:.1} ms without returning)</title></rect>\
+             <text x=\"{:.2}\" y=\"{:.1}\" fill=\"{SLOW}\" font-size=\"10\" font-weight=\"bold\">slow poll: {:.0} ms</text>",
+            y - 3.0,
+            BAR + 6.0,
+            to - from,
+            x0 + 2.0,
+            y - 4.0,
+            to - from
+        );
+        return;
+    }
     let _ = writeln!(
         svg,
-        "<rect x=\"{x0:.2}\" y=\"{y:.1}\" width=\"{:.2}\" height=\"{BAR}\" fill=\"{colour}\">\
-         <title>{task}: {name} {from:.2}–{to:.2} ms</title></rect>",
-        (x1 - x0).max(1.0)
+        "<rect x=\"{x0:.2}\" y=\"{y:.1}\" width=\"{width:.2}\" height=\"{BAR}\" fill=\"{colour}\">\
+         <title>{task}: {name} {from:.2}–{to:.2} ms</title></rect>"
     );
 }
 
@@ -154,7 +211,7 @@ fn mark(svg: &mut String, event: &Event, x: f64, y: f64, at: f64) {
         Event::Ready => end_mark(svg, x, y, "#2f855a", "✓", at, &text),
         Event::Panicked(_) => end_mark(svg, x, y, "#c53030", "✗", at, &text),
         Event::Aborted | Event::ShutDown => end_mark(svg, x, y, "#4a5568", "■", at, &text),
-        Event::Spawned | Event::Polled(_) | Event::Pending => {}
+        Event::Spawned(_) | Event::SpawnedBlocking(_) | Event::Polled(_) | Event::Pending | Event::SlowPoll(_) => {}
     }
 }
 

@@ -2,11 +2,12 @@
 //! allocation.
 //!
 //! ```text
-//!   Arc<TaskCell<F>>  (one heap allocation per task)
+//!   Arc<TaskCell<F, S>>  (one heap allocation per task)
 //!   ┌──────────────────────────────────────────────────────────────┐
 //!   │ strong / weak counts   (the Arc's)                           │
 //!   │ state: AtomicU32       SCHEDULED | RUNNING | NOTIFIED | ...  │
-//!   │ id, key, scheduler     who it is, where it goes when woken   │
+//!   │ id, key, spawned_at    who it is                             │
+//!   │ scheduler: Arc<S>      where it goes when woken              │
 //!   │ future: Option<F>      the state machine; None once finished │
 //!   │ join: JoinSlot<F::Output>   the result, for the JoinHandle   │
 //!   └──────────────────────────────────────────────────────────────┘
@@ -17,41 +18,29 @@
 //!
 //! The same `Arc` is the queue entry, the [`JoinHandle`]'s target and the
 //! [`Waker`]: a waker *is* a reference to the task, and `wake()` puts that
-//! reference into the run queue. No side table, no second allocation. Both
-//! executors (single- and multi-threaded) use this one task type; only the
-//! queue a wake pushes into differs (see [`crate::executor`]).
+//! reference into the run queue. No side table, no second allocation.
+//!
+//! A task knows its runtime only through the [`Schedule`] trait: four
+//! things it asks of it (queue me, list me, I am done, how do I poll). So
+//! this file depends on no executor, and both executors (single- and
+//! multi-threaded) use this one task type through the one implementation in
+//! [`crate::scheduler`].
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
-use crate::executor::{self, Shared};
+use crate::coop;
+pub use crate::id::TaskId;
 use crate::join::{JoinError, JoinHandle, JoinSlot, Joinable};
-use crate::trace::{Event, WakeSource};
-
-/// A task's number, unique in the process: the `N` of `[task N]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskId(pub u64);
-
-impl TaskId {
-    /// The next unused id (ids start at 1 and are never reused).
-    pub(crate) fn next() -> TaskId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "task {}", self.0)
-    }
-}
+use crate::trace::{Event, Tracer, WakeSource};
 
 /// The task being polled on this thread, if any: a task can name itself in
 /// what it prints (`[task 3] got "b"`).
@@ -72,8 +61,6 @@ impl fmt::Debug for dyn Schedulable {
 pub(crate) trait Schedulable: Send + Sync {
     /// The task's id.
     fn id(&self) -> TaskId;
-    /// The runtime whose queues the task goes into when woken.
-    fn scheduler(&self) -> &Arc<Shared>;
     /// Polls the future once (the executor's *poll* phase). The task was
     /// taken out of a run queue; this decides where it goes next.
     fn run(self: Arc<Self>);
@@ -81,9 +68,42 @@ pub(crate) trait Schedulable: Send + Sync {
     fn shut_down(self: Arc<Self>);
 }
 
+// ANCHOR: schedule_trait
+/// What a task needs from the runtime it belongs to.
+pub(crate) trait Schedule: Send + Sync + Sized + 'static {
+    /// A wake just marked `task` `SCHEDULED`. If this thread is the one that
+    /// runs the tasks of the runtime at `runtime` (compared by address only),
+    /// push it into this thread's own queue (no lock, no syscall); otherwise
+    /// hand it back.
+    fn schedule_local<T: Schedulable + 'static>(runtime: *const Self, task: Arc<T>) -> Result<(), Arc<T>>;
+    /// The general path, from any thread: the runtime's shared queue, and
+    /// wake the thread that will run it.
+    fn schedule(&self, task: Task);
+    /// The task returned `Pending` for the first time, so from now on it may
+    /// sit in no queue (its waker held by the reactor, a timer, a channel):
+    /// keep it where shutdown can reach it. Returns its key there.
+    fn list(&self, task: Task) -> u32;
+    /// The task finished; `key`: its place on that list, if it was listed.
+    fn done(&self, key: Option<u32>);
+    /// How this runtime polls its tasks.
+    fn poll_settings(&self) -> &PollSettings;
+}
+// ANCHOR_END: schedule_trait
+
+/// How a runtime polls its tasks (set by its `Builder`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PollSettings {
+    /// Units of cooperative budget per poll ([`crate::coop`]); `None`: no budget.
+    pub(crate) budget: Option<u32>,
+    /// Time every poll, and report those longer than this; `None`: no timing.
+    pub(crate) slow_poll: Option<Duration>,
+    /// Where task events go, if anywhere.
+    pub(crate) tracer: Option<Tracer>,
+}
+
 // ANCHOR: state_bits
-/// The task's state: five bits in one atomic word, so that every change is
-/// a single compare-and-swap that sees what all other threads did.
+/// The task's state: bits in one atomic word, so that every change sees
+/// what all other threads did (each is one atomic read-modify-write).
 ///
 /// The rules they keep:
 /// - A task is in at most one run queue, at most once: only the wake that
@@ -105,19 +125,25 @@ mod state {
     pub(super) const COMPLETE: u32 = 1 << 3;
     /// `JoinHandle::abort` was called: drop the future instead of polling it.
     pub(super) const ABORTED: u32 = 1 << 4;
+    /// Not a scheduling state, a note: a slow poll of this task was already
+    /// reported on stderr (once per task is enough to find it).
+    pub(super) const SLOW_REPORTED: u32 = 1 << 5;
 }
 // ANCHOR_END: state_bits
 
-use state::{ABORTED, COMPLETE, NOTIFIED, RUNNING, SCHEDULED};
+use state::{ABORTED, COMPLETE, NOTIFIED, RUNNING, SCHEDULED, SLOW_REPORTED};
 
 /// The `key` of a task that has never waited, so is on no list.
 const UNLISTED: u32 = u32::MAX;
 
 /// The atomic word with the [`state`] bits, and its transitions.
 ///
-/// Every transition is a compare-and-swap loop (`fetch_update`): read the
-/// bits, compute the new ones, store them only if nobody changed them in
-/// between, else try again with what they changed. `AcqRel` everywhere: a
+/// Every transition but the last is a compare-and-swap loop
+/// (`fetch_update`): read the bits, compute the new ones, store them only if
+/// nobody changed them in between, else try again with what they changed.
+/// The last one, [`complete`](State::complete), is a plain store: once the
+/// future is gone no other bit matters, and every other transition leaves a
+/// `COMPLETE` task alone. `AcqRel` everywhere: a
 /// thread that takes `RUNNING` sees everything the previous runner wrote to
 /// the future, and on x86-64 every atomic read-modify-write is a full
 /// barrier anyway.
@@ -229,21 +255,29 @@ impl State {
         });
         matches!(before, Ok(s) if s & RUNNING == 0)
     }
+
+    /// Notes that a slow poll was reported; `true` the first time.
+    fn first_slow_report(&self) -> bool {
+        self.0.fetch_or(SLOW_REPORTED, Ordering::Relaxed) & SLOW_REPORTED == 0
+    }
 }
 
 // ANCHOR: task_cell
 /// A spawned future and everything the runtime keeps for it.
-pub(crate) struct TaskCell<F: Future> {
+pub(crate) struct TaskCell<F: Future, S> {
     /// The [`state`] bits.
     state: State,
-    /// For traces and errors.
-    id: TaskId,
     /// Its place in the runtime's list of tasks that have waited (a slab
     /// key), or [`UNLISTED`]. 32 bits, next to the 32-bit state: the two
     /// share one 8-byte word. Written only by the thread holding `RUNNING`.
     key: AtomicU32,
+    /// For traces and errors.
+    id: TaskId,
+    /// Where `spawn` was called (`#[track_caller]`), for the slow-poll
+    /// report and the trace: a pointer to a constant the compiler wrote.
+    spawned_at: &'static Location<'static>,
     /// The runtime it belongs to: a wake pushes the task into its queues.
-    scheduler: Arc<Shared>,
+    scheduler: Arc<S>,
     /// The future; `None` once it finished or was dropped. Only the thread
     /// holding `RUNNING` touches it, which is why an `UnsafeCell` is enough.
     future: UnsafeCell<Option<F>>,
@@ -253,25 +287,33 @@ pub(crate) struct TaskCell<F: Future> {
 // ANCHOR_END: task_cell
 
 // SAFETY: `TaskCell` is shared between threads through `Arc` (queues, wakers,
-// the JoinHandle). Its fields are atomics, an `Arc`, a mutex-protected slot
-// (`JoinSlot<T>` is `Sync` when `T: Send`), and the `UnsafeCell` future, which
-// the `RUNNING` bit gives to one thread at a time (the compare-and-swap that
-// sets it is the lock). A future touched by one thread at a time, possibly a
-// different one each poll, needs to be `Send`, not `Sync`.
-unsafe impl<F: Future + Send> Sync for TaskCell<F> where F::Output: Send {}
+// the JoinHandle). Its fields are atomics, plain data, an `Arc<S>` (`S` is
+// `Send + Sync` by `Schedule`'s bound), a mutex-protected slot (`JoinSlot<T>`
+// is `Sync` when `T: Send`), and the `UnsafeCell` future, which the `RUNNING`
+// bit gives to one thread at a time (the compare-and-swap that sets it is
+// the lock). A future touched by one thread at a time, possibly a different
+// one each poll, needs to be `Send`, not `Sync`.
+unsafe impl<F: Future + Send, S: Schedule> Sync for TaskCell<F, S> where F::Output: Send {}
 
-impl<F> TaskCell<F>
+impl<F, S> TaskCell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     /// A new task, already `SCHEDULED` (its first poll is due), as the queue
     /// entry and the handle: two references to one allocation.
-    pub(crate) fn create(future: F, id: TaskId, scheduler: Arc<Shared>) -> (Task, JoinHandle<F::Output>) {
+    pub(crate) fn create(
+        future: F,
+        id: TaskId,
+        spawned_at: &'static Location<'static>,
+        scheduler: Arc<S>,
+    ) -> (Task, JoinHandle<F::Output>) {
         let cell = Arc::new(TaskCell {
             state: State(AtomicU32::new(SCHEDULED)),
-            id,
             key: AtomicU32::new(UNLISTED),
+            id,
+            spawned_at,
             scheduler,
             future: UnsafeCell::new(Some(future)),
             join: JoinSlot::new(),
@@ -339,8 +381,8 @@ where
         };
         self.state.complete();
         let key = self.key.load(Ordering::Relaxed);
-        self.scheduler.task_done((key != UNLISTED).then_some(key));
-        if let Some(tracer) = self.scheduler.tracer() {
+        self.scheduler.done((key != UNLISTED).then_some(key));
+        if let Some(tracer) = &self.scheduler.poll_settings().tracer {
             tracer.event(
                 self.id,
                 match &result {
@@ -357,19 +399,40 @@ where
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unread)));
         }
     }
+
+    // ANCHOR: slow_poll
+    /// One poll took `took`, over the runtime's slow-poll threshold: the
+    /// task held its thread, and every other task on it, that long. Say
+    /// which task, where it was spawned and for how long: on stderr the first
+    /// time (once per task is enough to find it), in the trace every time.
+    fn slow_poll(&self, took: Duration, threshold: Duration) {
+        if let Some(tracer) = &self.scheduler.poll_settings().tracer {
+            tracer.event(self.id, Event::SlowPoll(took));
+        }
+        if self.state.first_slow_report() {
+            let text = format!(
+                "{} (spawned at {}) held its thread for {:.1} ms in one poll, over the {} ms slow-poll threshold: \
+                 every other task on that thread waited. It computes or blocks between two .await points; \
+                 move that work to spawn_blocking, or yield now and then (coop::yield_now)",
+                self.id,
+                self.spawned_at,
+                took.as_secs_f64() * 1e3,
+                threshold.as_millis()
+            );
+            eprintln!("{}", ch01_os_threads::trace::line("runtime", &text));
+        }
+    }
+    // ANCHOR_END: slow_poll
 }
 
-impl<F> Schedulable for TaskCell<F>
+impl<F, S> Schedulable for TaskCell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn id(&self) -> TaskId {
         self.id
-    }
-
-    fn scheduler(&self) -> &Arc<Shared> {
-        &self.scheduler
     }
 
     // ANCHOR: run
@@ -382,36 +445,45 @@ where
             let error = JoinError::aborted(self.id);
             return self.finish(Err(error));
         }
-        let tracer = self.scheduler.tracer();
-        if let Some(tracer) = tracer {
+        let settings = self.scheduler.poll_settings();
+        if let Some(tracer) = &settings.tracer {
             tracer.event(self.id, Event::Polled(crate::trace::thread_name()));
         }
 
         // 2. Poll, with a waker that is this very task: if the future keeps
         //    it and something calls `wake()`, this task goes back in a queue.
-        //    A panic is caught here, so it ends this task and nothing else.
+        //    The poll gets the runtime's cooperative budget, and is timed if
+        //    the runtime reports slow polls. A panic is caught here, so it
+        //    ends this task and nothing else.
         let waker = self.waker_ref();
         let mut cx = Context::from_waker(&waker);
+        let started = settings.slow_poll.map(|_| Instant::now());
         let polled = {
             // Noted for `current_id` and for the trace's "woken by task N".
             let _running = WakeSource::Task(self.id).enter();
-            panic::catch_unwind(AssertUnwindSafe(|| self.poll_future(&mut cx)))
+            coop::with_budget(settings.budget, || panic::catch_unwind(AssertUnwindSafe(|| self.poll_future(&mut cx))))
         };
+        if let (Some(threshold), Some(started)) = (settings.slow_poll, started) {
+            let took = started.elapsed();
+            if took >= threshold {
+                self.slow_poll(took, threshold);
+            }
+        }
 
         // 3. Where it goes next.
         match polled {
             Ok(Poll::Pending) => {
-                if let Some(tracer) = tracer {
+                if let Some(tracer) = &settings.tracer {
                     tracer.event(self.id, Event::Pending);
                 }
                 // The first wait: list it, so shutdown can reach it in no queue.
                 if self.key.load(Ordering::Relaxed) == UNLISTED {
-                    let key = self.scheduler.list_task(Arc::clone(&self) as Task);
+                    let key = self.scheduler.list(Arc::clone(&self) as Task);
                     self.key.store(key, Ordering::Relaxed);
                 }
                 match self.state.end_pending() {
                     AfterPending::Wait => {} // the waker it kept will bring it back
-                    AfterPending::Reschedule => executor::schedule(self),
+                    AfterPending::Reschedule => self.schedule(),
                     AfterPending::Abort => {
                         let error = JoinError::aborted(self.id);
                         self.finish(Err(error));
@@ -439,18 +511,19 @@ where
 /// Waking a task: if it was idle, mark it `SCHEDULED` and put it in its
 /// runtime's run queue. `std` builds the `Waker` vtable from these two
 /// methods (see [`crate::waker`] for the same thing written out by hand).
-impl<F> Wake for TaskCell<F>
+impl<F, S> Wake for TaskCell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn wake(self: Arc<Self>) {
         match self.state.wake() {
             Woken::Queue => {
-                self.scheduler.woken(self.id);
-                executor::schedule(self); // this waker's reference becomes the queue entry
+                self.traced_wake();
+                self.schedule(); // this waker's reference becomes the queue entry
             }
-            Woken::WhileRunning => self.scheduler.woken(self.id),
+            Woken::WhileRunning => self.traced_wake(),
             Woken::Nothing => {}
         }
     }
@@ -458,20 +531,48 @@ where
     fn wake_by_ref(self: &Arc<Self>) {
         match self.state.wake() {
             Woken::Queue => {
-                self.scheduler.woken(self.id);
-                executor::schedule(Arc::clone(self) as Task); // the queue needs a reference of its own
+                self.traced_wake();
+                Arc::clone(self).schedule(); // the queue needs a reference of its own
             }
-            Woken::WhileRunning => self.scheduler.woken(self.id),
+            Woken::WhileRunning => self.traced_wake(),
             Woken::Nothing => {}
         }
     }
 }
 // ANCHOR_END: wake
 
-impl<F> Joinable<F::Output> for TaskCell<F>
+impl<F, S> TaskCell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
+{
+    /// Hands this reference to the task (just marked `SCHEDULED`) to a run
+    /// queue of its runtime: this thread's own queue if it runs that
+    /// runtime, else the shared one.
+    fn schedule(self: Arc<Self>) {
+        if let Err(task) = S::schedule_local(Arc::as_ptr(&self.scheduler), self) {
+            // `task` moves into the queue, where another thread may run it,
+            // finish it and drop it, and with it perhaps the last reference
+            // to the runtime: this one keeps the runtime alive for the call.
+            let scheduler = Arc::clone(&task.scheduler);
+            scheduler.schedule(task);
+        }
+    }
+
+    /// A wake changed the task's state: trace it, naming who woke it.
+    fn traced_wake(&self) {
+        if let Some(tracer) = &self.scheduler.poll_settings().tracer {
+            tracer.woken(self.id);
+        }
+    }
+}
+
+impl<F, S> Joinable<F::Output> for TaskCell<F, S>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
 {
     fn id(&self) -> TaskId {
         self.id
@@ -485,9 +586,13 @@ where
         self.join.detach()
     }
 
+    fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
     fn abort(self: Arc<Self>) {
         if self.state.abort() {
-            executor::schedule(self);
+            self.schedule();
         }
     }
 }

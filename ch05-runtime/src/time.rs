@@ -12,9 +12,10 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use crate::coop;
 use crate::reactor::Handle;
 use crate::timers::TimerKey;
 
@@ -64,6 +65,9 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut(); // `Sleep` holds no self-references: it is `Unpin`
         if Instant::now() >= this.deadline {
+            // Due: that is a `Ready`, and spends a unit of the task's budget
+            // (crate::coop), so a loop of expired sleeps yields too.
+            ready!(coop::poll_proceed(cx)).spend();
             this.cancel();
             return Poll::Ready(());
         }
@@ -78,6 +82,7 @@ impl Future for Sleep {
             Some(key) => {
                 if !this.reactor.get().update_timer(key, cx.waker()) {
                     // It fired between our clock check and now: done.
+                    ready!(coop::poll_proceed(cx)).spend();
                     this.timer = None;
                     return Poll::Ready(());
                 }
@@ -169,7 +174,11 @@ impl<F: Future> Future for Timeout<F> {
             future.set(None);
             return Poll::Ready(Ok(output));
         }
-        match Pin::new(&mut this.deadline).poll(cx) {
+        // The deadline is looked at without a budget: a future that spends
+        // the task's whole budget on every poll (a socket that a client
+        // floods) would otherwise make its own time limit wait for budget,
+        // poll after poll, and never run out.
+        match coop::unconstrained(|| Pin::new(&mut this.deadline).poll(cx)) {
             Poll::Ready(()) => {
                 // The future lost the race: drop it now, in place. That is
                 // how it is cancelled: it is never polled again, and its

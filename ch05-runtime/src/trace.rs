@@ -3,7 +3,7 @@
 //! A runtime built with a [`Tracer`] reports every step of every task:
 //!
 //! ```text
-//! [task 3]        0 ms  spawned
+//! [task 3]        0 ms  spawned at src/main.rs:228:13
 //! [task 3]        0 ms  polled on main
 //! [task 3]        0 ms  pending
 //! [task 3]       51 ms  woken by the reactor (I/O)
@@ -21,20 +21,27 @@
 //! task N. A wake from a thread that set nothing is "another thread".
 
 use std::cell::Cell;
+use std::panic::Location;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::task::TaskId;
+use crate::id::TaskId;
 
 /// One step of a task's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// `spawn` created it; its first poll is due.
-    Spawned,
+    /// `spawn` was called here; the task's first poll is due.
+    Spawned(&'static Location<'static>),
+    /// `spawn_blocking` was called here: a job for the blocking pool (its
+    /// "poll" is the closure running on a pool thread).
+    SpawnedBlocking(&'static Location<'static>),
     /// An executor thread (named here) started polling it.
     Polled(String),
     /// The poll returned `Pending`: it waits for a wake.
     Pending,
+    /// The poll that just ended took this long, over the runtime's
+    /// slow-poll threshold: the task held its thread all that time.
+    SlowPoll(Duration),
     /// A waker put it back in a run queue (or asked for one more poll).
     Woken(WokenBy),
     /// The poll returned `Ready`: finished.
@@ -65,13 +72,18 @@ pub enum WokenBy {
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Event::Spawned => write!(f, "spawned"),
+            Event::Spawned(at) => write!(f, "spawned at {at}"),
+            Event::SpawnedBlocking(at) => write!(f, "spawned as a blocking job at {at}"),
+            Event::SlowPoll(took) => {
+                write!(f, "SLOW POLL: held its thread for {:.1} ms without returning", took.as_secs_f64() * 1e3)
+            }
             Event::Polled(thread) => write!(f, "polled on {thread}"),
             Event::Pending => write!(f, "pending"),
             Event::Woken(WokenBy::Reactor) => write!(f, "woken by the reactor (I/O)"),
             Event::Woken(WokenBy::Timer) => write!(f, "woken by the reactor (a timer)"),
             Event::Woken(WokenBy::Task(task)) => write!(f, "woken by {task}"),
             Event::Woken(WokenBy::BlockOn) => write!(f, "woken by block_on's future"),
+            Event::Woken(WokenBy::Thread(name)) if name == UNNAMED => write!(f, "woken by {name}"),
             Event::Woken(WokenBy::Thread(name)) => write!(f, "woken by thread {name}"),
             Event::Ready => write!(f, "ready"),
             Event::Panicked(message) => write!(f, "panicked: {message} (caught; the runtime carries on)"),
@@ -140,10 +152,12 @@ impl Drop for SourceGuard {
     }
 }
 
-/// The current thread's name, or its id if it has none.
+/// What [`thread_name`] says for a thread without a name.
+const UNNAMED: &str = "an unnamed thread";
+
+/// The current thread's name, or "an unnamed thread" if it has none.
 pub(crate) fn thread_name() -> String {
-    let thread = std::thread::current();
-    thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_string)
+    std::thread::current().name().unwrap_or(UNNAMED).to_string()
 }
 
 /// One recorded step.
@@ -155,6 +169,25 @@ pub struct Record {
     pub task: TaskId,
     /// What happened.
     pub event: Event,
+}
+
+/// Where each task was spawned, from a trace's records: the names the
+/// trace's rows go by (`task 3 (main.rs:228)`, `blocking job 9 (main.rs:301)`).
+pub fn task_names(records: &[Record]) -> std::collections::BTreeMap<TaskId, String> {
+    let short = |at: &Location<'_>| {
+        let file = at.file().rsplit('/').next().unwrap_or(at.file());
+        format!("{file}:{}", at.line())
+    };
+    records
+        .iter()
+        .filter_map(|record| match record.event {
+            Event::Spawned(at) => Some((record.task, format!("{} ({})", record.task, short(at)))),
+            Event::SpawnedBlocking(at) => {
+                Some((record.task, format!("blocking job {} ({})", record.task.0, short(at))))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Collects (and/or prints) task events. Cloning shares the same record, so

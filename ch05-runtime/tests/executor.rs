@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -151,15 +151,37 @@ fn a_finished_task_keeps_its_output_when_aborted_late() -> io::Result<()> {
     Ok(())
 }
 
+/// An output that counts its drops.
+struct Output(Arc<AtomicUsize>);
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[test]
-fn dropping_a_join_handle_detaches_the_task() -> io::Result<()> {
+fn dropping_a_join_handle_detaches_the_task_and_its_output_is_dropped() -> io::Result<()> {
     for runtime in runtimes()? {
         let (tx, mut rx) = channel();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let output = Output(Arc::clone(&drops));
         let got = runtime.block_on(async move {
-            drop(spawn(async move { tx.send("from a detached task").unwrap() }));
+            drop(spawn(async move {
+                tx.send("from a detached task").unwrap();
+                output // nobody will read it
+            }));
             rx.recv().await
         });
-        assert_eq!(got, Some("from a detached task"));
+        assert_eq!(got, Some("from a detached task"), "the detached task ran");
+        // The task sent, then returned its output: wait (bounded, by
+        // causality) until the output is gone.
+        let mut spins = 0;
+        while drops.load(Ordering::SeqCst) == 0 && spins < 10_000_000 {
+            thread::yield_now();
+            spins += 1;
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "a detached task's output is dropped once it finishes");
     }
     Ok(())
 }
@@ -304,34 +326,121 @@ fn no_wake_from_another_thread_is_lost() -> io::Result<()> {
 }
 
 /// The same from the other side: wakes race with polls on a multi-threaded
-/// runtime, where a task may be woken on one thread while polled on another.
+/// runtime, where a task may be woken on one thread while it is polled, or
+/// while it is finishing its poll, on another. Two kinds of wakes alternate:
+///
+/// - *during* a poll: the task is `RUNNING`, so the wake may only note
+///   `NOTIFIED` and the same worker polls again;
+/// - *right after* it: the wake finds the task idle (or still `RUNNING`, by
+///   a hair) and queues it, and the other worker may start the next poll
+///   while this worker is still returning from `run`: the real race.
+///
+/// Every poll checks that no other thread is inside the same task; the
+/// test also checks that polls did move between the workers, so that the
+/// second kind really happened.
 #[test]
 fn racing_wakes_never_run_a_task_twice_at_once() -> io::Result<()> {
+    const POLLS: usize = 2_000;
     let runtime = Runtime::builder().worker_threads(2).build()?;
     let inside = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(AtomicUsize::new(0));
-    let (inside2, total2) = (Arc::clone(&inside), Arc::clone(&total));
-    let polls = runtime.block_on(async move {
-        spawn(poll_fn(move |cx| {
-            assert!(!inside2.swap(true, Ordering::SeqCst), "two threads polled the same task at once");
-            let n = total2.fetch_add(1, Ordering::SeqCst) + 1;
-            // Wake ourselves from another thread while we are still running.
-            let waker = cx.waker().clone();
-            let barrier = Arc::new(Barrier::new(2));
-            let other = Arc::clone(&barrier);
-            let waking = thread::spawn(move || {
-                other.wait();
-                waker.wake();
-            });
-            barrier.wait();
-            inside2.store(false, Ordering::SeqCst);
-            waking.join().unwrap();
-            if n == 500 { Poll::Ready(n) } else { Poll::Pending }
-        }))
-        .await
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let moves = Arc::new(AtomicUsize::new(0));
+    let last_thread = Arc::new(Mutex::new(None));
+    // The wakes come from this thread, as soon as it gets a waker.
+    let (waker_tx, waker_rx) = mpsc::channel::<(Waker, Option<Arc<AtomicBool>>)>();
+    let waker_thread = thread::spawn(move || {
+        for (waker, woke) in waker_rx {
+            waker.wake();
+            if let Some(woke) = woke {
+                woke.store(true, Ordering::SeqCst);
+            }
+        }
     });
-    assert_eq!(polls.unwrap(), 500);
-    assert!(!inside.load(Ordering::SeqCst));
+    let task = {
+        let (inside, overlaps, moves, last_thread) =
+            (Arc::clone(&inside), Arc::clone(&overlaps), Arc::clone(&moves), Arc::clone(&last_thread));
+        let mut polls = 0;
+        poll_fn(move |cx| {
+            if inside.swap(true, Ordering::SeqCst) {
+                // Counted, not asserted: a panic here would end the task
+                // while the other thread is still in it.
+                overlaps.fetch_add(1, Ordering::SeqCst);
+                return Poll::Pending;
+            }
+            let this = thread::current().id();
+            if last_thread.lock().unwrap().replace(this).is_some_and(|last| last != this) {
+                moves.fetch_add(1, Ordering::SeqCst);
+            }
+            polls += 1;
+            let done = polls == POLLS;
+            if !done {
+                if polls % 2 == 0 {
+                    // Woken during this poll: wait (bounded) until the wake is done.
+                    let woke = Arc::new(AtomicBool::new(false));
+                    waker_tx.send((cx.waker().clone(), Some(Arc::clone(&woke)))).unwrap();
+                    let mut spins = 0;
+                    while !woke.load(Ordering::SeqCst) && spins < 100_000_000 {
+                        std::hint::spin_loop();
+                        spins += 1;
+                    }
+                } else {
+                    // Woken right after this poll returns (or while it does).
+                    waker_tx.send((cx.waker().clone(), None)).unwrap();
+                }
+            }
+            inside.store(false, Ordering::SeqCst);
+            if done { Poll::Ready(polls) } else { Poll::Pending }
+        })
+    };
+    let polls = runtime.block_on(timeout(Duration::from_secs(60), runtime.spawn(task)));
+    drop(runtime);
+    let _ = waker_thread.join();
+    let overlaps = overlaps.load(Ordering::SeqCst);
+    assert_eq!(overlaps, 0, "two threads polled the same task at once, {overlaps} time(s)");
+    assert_eq!(polls.expect("every wake led to a poll").unwrap(), POLLS);
+    assert!(moves.load(Ordering::SeqCst) > 0, "the task never moved between the workers: the race was not tried");
+    Ok(())
+}
+
+#[test]
+fn a_dropped_receiver_lets_go_of_its_waker() {
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&counter));
+    let (tx, mut rx) = channel::<u32>();
+    assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending(), "the receiver waits, keeping a clone");
+    assert_eq!(Arc::strong_count(&counter), 3, "ours, `waker`, and the receiver's clone");
+    drop(rx);
+    assert_eq!(Arc::strong_count(&counter), 2, "the receiver's clone went with it, though a sender lives");
+    assert!(tx.send(1).is_err(), "and sends fail");
+}
+
+#[test]
+fn dropping_a_multi_threaded_runtime_on_its_own_worker_shuts_it_down() -> io::Result<()> {
+    let runtime = Runtime::builder().worker_threads(2).build()?;
+    let counters = Counters::default();
+    let waiting = runtime.spawn(counters.probe()); // a task that waits forever
+    let holder = Arc::new(Mutex::new(None::<Runtime>));
+    let (done_tx, done_rx) = mpsc::channel();
+    let dropper = {
+        let holder = Arc::clone(&holder);
+        async move {
+            let runtime = holder.lock().unwrap().take();
+            // On a worker of that very runtime: it cannot join itself.
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(runtime)));
+            done_tx.send(dropped.is_ok()).unwrap();
+        }
+    };
+    *holder.lock().unwrap() = Some(runtime);
+    let runtime_ref = holder.lock().unwrap();
+    let handle = runtime_ref.as_ref().expect("just put there").spawn(dropper);
+    drop(runtime_ref);
+    let dropped_cleanly = done_rx.recv_timeout(Duration::from_secs(60)).expect("the dropping task ran");
+    assert!(dropped_cleanly, "dropping the runtime on its own worker panicked");
+    assert_eq!(counters.drops.load(Ordering::SeqCst), 1, "the waiting task was dropped by the shutdown");
+    let error = ch05_runtime::waker::block_on(waiting).unwrap_err();
+    assert!(error.is_shutdown(), "{error}");
+    // The task that dropped it was running at the time: it finishes its poll.
+    let _ = ch05_runtime::waker::block_on(handle);
     Ok(())
 }
 

@@ -21,6 +21,13 @@
 //! - a client that leaves during its delay frees its slot at once: the task
 //!   waits for the delay *and* for the peer's end of file, whichever comes
 //!   first.
+//!
+//! And one thing a server on one thread must never forget: no client may
+//! keep that thread. Every loop that reads what a client sends is bounded,
+//! by the bytes it may take ([`Config::max_extra_bytes`] after a complete
+//! request) and by the task's cooperative budget ([`crate::coop`]), so a
+//! client that floods its connection is cut off and the others are
+//! answered on time.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -54,6 +61,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The listen backlog (capped by `net.core.somaxconn`). Default 4 096.
     pub backlog: i32,
+    /// Bytes a client may send after its complete request (during its delay,
+    /// or while we close) before we close the connection: it is not waiting
+    /// for an answer, it is flooding us. Default 8 KiB, as much as a request
+    /// head may be.
+    pub max_extra_bytes: usize,
     /// Print a `[server #N]` line per connection.
     pub log_requests: bool,
 }
@@ -66,6 +78,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             backlog: 4096,
+            max_extra_bytes: MAX_HEAD_BYTES,
             log_requests: false,
         }
     }
@@ -231,10 +244,14 @@ async fn connection(mut stream: TcpStream, id: u64, config: Arc<Config>, _slot: 
             let line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
             let answer = match parse_request(head) {
                 Ok(request) => {
-                    if !delay_unless_gone(&mut stream, Duration::from_millis(request.delay_ms)).await {
-                        return log(&format!("closed: the client left during its {} ms delay", request.delay_ms));
+                    let delay = Duration::from_millis(request.delay_ms);
+                    match delay_unless_gone(&mut stream, delay, config.max_extra_bytes).await {
+                        Delay::Over => reply(200, "OK", &request.message),
+                        Delay::Left => {
+                            return log(&format!("closed: the client left during its {} ms delay", request.delay_ms));
+                        }
+                        Delay::Flooded(bytes) => return log(&flooded(bytes, "during its delay", &config)),
                     }
-                    reply(200, "OK", &request.message)
                 }
                 Err(rejection) => rejection,
             };
@@ -242,7 +259,20 @@ async fn connection(mut stream: TcpStream, id: u64, config: Arc<Config>, _slot: 
         }
     };
     log(&format!("{} <- {request_line}", answer.status));
-    respond_and_close(&mut stream, &answer, Duration::from_secs(1)).await;
+    if let Closed::Flooded(bytes) =
+        respond_and_close(&mut stream, &answer, Duration::from_secs(1), config.max_extra_bytes).await
+    {
+        log(&flooded(bytes, "after its answer", &config));
+    }
+}
+
+/// The log line for a client cut off for sending too much.
+fn flooded(bytes: usize, when: &str, config: &Config) -> String {
+    format!(
+        "closed: it sent {bytes} bytes {when}, over the {} allowed after a request: \
+         a client that keeps sending is not waiting for an answer",
+        config.max_extra_bytes
+    )
 }
 // ANCHOR_END: connection
 
@@ -254,7 +284,8 @@ async fn refuse(mut stream: TcpStream, id: u64, config: Arc<Config>) {
         say!(format!("server #{id}"), "503: refused, the server is at its cap of {cap} connections");
     }
     let detail = format!("the server is at its cap of {cap} connections");
-    respond_and_close(&mut stream, &reply(503, "Service Unavailable", &detail), Duration::from_millis(100)).await;
+    let answer = reply(503, "Service Unavailable", &detail);
+    respond_and_close(&mut stream, &answer, Duration::from_millis(100), config.max_extra_bytes).await;
 }
 
 fn too_large() -> Reply {
@@ -298,36 +329,77 @@ async fn read_head(stream: &mut TcpStream) -> Head {
 }
 
 // ANCHOR: delay_unless_gone
-/// Waits `delay`, unless the client closes its end first: `false` then.
+/// How a request's delay ended.
+enum Delay {
+    /// The delay is over: answer.
+    Over,
+    /// The client closed its end (or the socket failed) first.
+    Left,
+    /// The client sent more than the allowed bytes meanwhile (how many).
+    Flooded(usize),
+}
+
+/// Waits `delay`, unless the client closes its end first, or keeps sending
+/// (over `max_extra` bytes).
 ///
 /// The two waits are one future: each poll looks at the socket (an end of
-/// file or an error means the client left; stray bytes are ignored) and at
-/// the timer. Whichever the reactor reports first decides.
-async fn delay_unless_gone(stream: &mut TcpStream, delay: Duration) -> bool {
+/// file or an error means the client left; stray bytes are counted and
+/// dropped) and at the timer. Whichever the reactor reports first decides.
+/// The read loop ends at `WouldBlock`, at `max_extra` bytes, or when the
+/// task's budget is spent (`poll_read` then returns `Pending` and wakes the
+/// task): a flooding client can neither keep the thread nor stay forever.
+async fn delay_unless_gone(stream: &mut TcpStream, delay: Duration, max_extra: usize) -> Delay {
     let mut timer = sleep(delay);
     let mut scratch = [0u8; 64]; // small: it is part of the task's state while it waits
+    let mut extra = 0;
     poll_fn(|cx| {
-        loop {
+        while extra <= max_extra {
             match stream.poll_read(cx, &mut scratch) {
-                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(false),
-                Poll::Ready(Ok(_)) => continue, // bytes after the head: not ours to answer
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Delay::Left),
+                Poll::Ready(Ok(n)) => extra += n, // bytes after the head: not ours to answer
                 Poll::Pending => break,
             }
         }
-        Pin::new(&mut timer).poll(cx).map(|()| true)
+        if extra > max_extra {
+            return Poll::Ready(Delay::Flooded(extra));
+        }
+        Pin::new(&mut timer).poll(cx).map(|()| Delay::Over)
     })
     .await
 }
 // ANCHOR_END: delay_unless_gone
 
+/// How the end of a connection went.
+enum Closed {
+    /// The client closed its end too, or the linger time ran out.
+    Politely,
+    /// The client kept sending (this many bytes) after our answer: we
+    /// closed without waiting longer.
+    Flooded(usize),
+}
+
 /// Writes the answer and ends the connection politely: our end of file
 /// first, then read (and discard) until the client closes too, for at most
-/// `linger`. Closing a socket with unread bytes in it would send a reset,
-/// and the client could lose the answer (chapter 1 explains).
-async fn respond_and_close(stream: &mut TcpStream, answer: &Reply, linger: Duration) {
+/// `linger` and `max_extra` bytes. Closing a socket with unread bytes in it
+/// would send a reset, and the client could lose the answer (chapter 1
+/// explains); a client that keeps sending past `max_extra` is not reading
+/// its answer anyway.
+async fn respond_and_close(stream: &mut TcpStream, answer: &Reply, linger: Duration, max_extra: usize) -> Closed {
     if stream.write_all(&answer.bytes).await.is_err() || stream.shutdown(Shutdown::Write).is_err() {
-        return;
+        return Closed::Politely;
     }
     let mut sink = [0u8; 4096];
-    let _ = timeout(linger, async { while let Ok(1..) = stream.read(&mut sink).await {} }).await;
+    let mut extra = 0;
+    let _ = timeout(linger, async {
+        // Each `read` spends budget, so even a client that always has bytes
+        // for us lets the others run, and `timeout` still sees its deadline.
+        while extra <= max_extra {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => extra += n,
+            }
+        }
+    })
+    .await;
+    if extra > max_extra { Closed::Flooded(extra) } else { Closed::Politely }
 }

@@ -3,6 +3,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -57,15 +59,149 @@ fn every_input_gets_the_same_answer_as_from_chapter_1() -> io::Result<()> {
 }
 
 #[test]
-fn a_silent_client_is_dropped_after_the_idle_limit() -> io::Result<()> {
-    let server = AsyncDelayServer::start(Config { idle_timeout: Duration::from_millis(50), ..Config::default() })?;
+fn a_silent_client_is_dropped_after_the_idle_limit_and_not_before() -> io::Result<()> {
+    let idle_timeout = Duration::from_millis(200);
+    let server = AsyncDelayServer::start(Config { idle_timeout, ..Config::default() })?;
+    let connected = Instant::now();
     let mut silent = TcpStream::connect(server.addr())?;
+    // A client that came later and spoke is answered, while the silent one,
+    // accepted first, is still open: the server does not just close every
+    // connection it accepts.
+    assert_eq!(client::get(server.addr(), &http::path(0, "spoke"))?.body, "spoke");
+    silent.set_nonblocking(true)?;
+    let mut byte = [0u8; 1];
+    let still_open = matches!(silent.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    assert!(still_open, "the silent client was closed before its idle limit");
+    silent.set_nonblocking(false)?;
     silent.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut answer = Vec::new();
     silent.read_to_end(&mut answer)?; // returns once the server closes
+    // A lower bound only: a slow machine makes it later, never earlier.
+    assert!(connected.elapsed() >= idle_timeout, "closed after {:?}, before the idle limit", connected.elapsed());
     assert!(answer.is_empty(), "a client that sent nothing gets no answer");
     wait_until("the connection is counted as closed", || server.open_connections() == 0);
     Ok(())
+}
+
+/// A client that sends a complete request for `path`, then keeps writing
+/// bytes until the server closes the connection or `stop` is set. `true`
+/// if the server cut it off (a write failed).
+fn flooder(addr: SocketAddr, path: &str, stop: Arc<AtomicBool>, sent: Arc<AtomicUsize>) -> FloodHandle {
+    let request = http::request(addr, path);
+    thread::spawn(move || {
+        let mut stream = connect_with_small_segments(addr)?;
+        stream.write_all(&request)?;
+        let chunk = vec![b'x'; 64 * 1024];
+        while !stop.load(Ordering::Relaxed) {
+            match stream.write(&chunk) {
+                Ok(n) => sent.fetch_add(n, Ordering::Relaxed),
+                Err(_) => return Ok(true), // the server closed the connection
+            };
+        }
+        Ok(false)
+    })
+}
+
+type FloodHandle = thread::JoinHandle<io::Result<bool>>;
+
+/// What happened to a victim's GET beside two flooders (one during its
+/// delay, one after its immediate answer).
+struct Flood {
+    /// The victim's answer (its body), or why there was none.
+    victim: io::Result<String>,
+    /// For each flooder, whether it was still flooding when the victim's
+    /// answer came.
+    still_flooding: Vec<bool>,
+    /// For each flooder, whether the server cut it off.
+    cut_off: Vec<bool>,
+}
+
+fn flood_then_get(server: &AsyncDelayServer) -> io::Result<Flood> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for path in [http::path(30_000, "flood during the delay"), http::path(0, "flood after the answer")] {
+        let sent = Arc::new(AtomicUsize::new(0));
+        flooders.push(flooder(server.addr(), &path, Arc::clone(&stop), Arc::clone(&sent)));
+        wait_until("the flooder is flooding", || sent.load(Ordering::Relaxed) > 0);
+    }
+    // The flooders go on until the victim has its answer, or gave up
+    // waiting for it (`exchange`'s read timeout): a server that keeps its
+    // thread in one flooder's poll never answers it.
+    let victim = exchange(server.addr(), &http::request(server.addr(), &http::path(0, "victim")))
+        .and_then(|answer| Ok(http::parse_response(&answer)?.body));
+    let still_flooding = flooders.iter().map(|flooder| !flooder.is_finished()).collect();
+    stop.store(true, Ordering::Relaxed);
+    let mut cut_off = Vec::new();
+    for flooder in flooders {
+        cut_off.push(flooder.join().expect("the flooder ran")?);
+    }
+    Ok(Flood { victim, still_flooding, cut_off })
+}
+
+#[test]
+fn flooding_clients_are_cut_off_and_the_others_answered() -> io::Result<()> {
+    let server = AsyncDelayServer::start(Config::default())?;
+    let flood = flood_then_get(&server)?;
+    assert_eq!(flood.victim?, "victim");
+    assert_eq!(flood.cut_off, [true, true], "a client that floods is cut off, not served for as long as it sends");
+    Ok(())
+}
+
+#[test]
+fn flooding_clients_cannot_keep_the_servers_thread() -> io::Result<()> {
+    // No byte limit: only the cooperative budget stands between the
+    // flooders and the thread, and the victim must still be answered
+    // while they flood.
+    let server = AsyncDelayServer::start(Config { max_extra_bytes: usize::MAX, ..Config::default() })?;
+    let flood = flood_then_get(&server)?;
+    assert_eq!(flood.victim?, "victim");
+    assert_eq!(flood.still_flooding, [true, true], "the victim was answered while both others flooded");
+    Ok(())
+}
+
+/// Connects with a small maximum segment size (1 000 bytes instead of
+/// loopback's 64 KiB). The receiver then tells the sender about free room
+/// after every few kilobytes it reads, so a sender that always has more to
+/// send keeps the receiver's socket readable all the time: a flood with no
+/// gaps. (With 64 KiB segments, the receiver's buffer runs dry now and then,
+/// and a server that never yields would get lucky.)
+fn connect_with_small_segments(addr: SocketAddr) -> io::Result<TcpStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let SocketAddr::V4(v4) = addr else { return TcpStream::connect(addr) };
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let segment: libc::c_int = 1000;
+    // SAFETY: the option value is a c_int that lives for the call, with its size.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&raw const segment).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sin` is a valid sockaddr_in for the call, with its size.
+    let connected =
+        unsafe { libc::connect(fd, (&raw const sin).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t) };
+    if connected == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpStream::from(socket))
 }
 
 #[test]

@@ -20,9 +20,72 @@ const CAPACITY: usize = 4;
 
 pub fn check() -> Verdict {
     room_and_back_pressure()?;
+    a_cancelled_sender_does_not_swallow_the_wake()?;
+    values_sent_before_the_end_are_all_received()?;
     the_receiver_is_woken()?;
     a_waiting_sender_learns_the_receiver_is_gone()?;
     producers_and_a_consumer()
+}
+
+/// Two senders wait for room; a receive makes room; the sender it woke is
+/// dropped (cancelled, say by a `timeout`) before it runs: the other one
+/// must still learn that there is room. Tried both ways round, so that it
+/// does not matter which sender a receive wakes first.
+fn a_cancelled_sender_does_not_swallow_the_wake() -> Verdict {
+    for dropped in ["the first", "the second"] {
+        let (first_wakes, first_waker) = Wakes::new();
+        let (second_wakes, second_waker) = Wakes::new();
+        let receiver_waker = Wakes::new().1;
+        let (tx, mut rx) = bounded(1);
+        let _ = pin!(tx.send(0)).poll(&mut Context::from_waker(&first_waker)); // full now
+        let mut first = Box::pin(tx.send(1));
+        let mut second = Box::pin(tx.send(2));
+        let a = first.as_mut().poll(&mut Context::from_waker(&first_waker));
+        let b = second.as_mut().poll(&mut Context::from_waker(&second_waker));
+        ensure!(
+            a.is_pending() && b.is_pending(),
+            "two sends to a full channel returned {a:?} and {b:?}: both must wait"
+        );
+        let (before_first, before_second) = (first_wakes.count(), second_wakes.count());
+        let got = rx.poll_recv(&mut Context::from_waker(&receiver_waker));
+        ensure!(got == Poll::Ready(Some(0)), "a receive from a full channel returned {got:?}; expected Ready(Some(0))");
+        let (kept_wakes, before) = if dropped == "the first" {
+            drop(first);
+            (&second_wakes, before_second)
+        } else {
+            drop(second);
+            (&first_wakes, before_first)
+        };
+        ensure!(
+            kept_wakes.count() > before,
+            "two senders waited for room; a receive made room, and {dropped} sender was dropped before it ran \
+             (a cancelled send). The other sender was never woken, so it waits forever although there is room: \
+             a receive that wakes only one waiting sender loses the wake when that one is cancelled. Wake them \
+             all (the first to run takes the room, the others wait again)"
+        );
+    }
+    Ok(())
+}
+
+/// Values still queued when the last sender goes are received before the end.
+fn values_sent_before_the_end_are_all_received() -> Verdict {
+    let waker = Wakes::new().1;
+    let mut cx = Context::from_waker(&waker);
+    let (tx, mut rx) = bounded(2);
+    for value in [1, 2] {
+        let sent = pin!(tx.send(value)).poll(&mut cx);
+        ensure!(sent == Poll::Ready(Ok(())), "send({value}) to a channel with room returned {sent:?}");
+    }
+    drop(tx);
+    for expected in [Some(1), Some(2), None] {
+        let got = rx.poll_recv(&mut cx);
+        ensure!(
+            got == Poll::Ready(expected),
+            "two values were sent, then the only sender was dropped; a receive returned {got:?} where \
+             Ready({expected:?}) was due: the end of the channel comes after the values queued before it"
+        );
+    }
+    Ok(())
 }
 
 /// Two values fit, the third waits, and a receive lets it in.

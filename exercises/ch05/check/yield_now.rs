@@ -26,11 +26,12 @@ pub fn check() -> Verdict {
         "the first poll of yield_now() returned Ready: it must return Pending once, so that the executor runs \
          the other tasks before this one goes on"
     );
+    // Waking more than once is harmless (the task is queued once); not at
+    // all is the mistake.
     ensure!(
-        wakes.count() == 1,
-        "the first poll returned Pending and woke the waker {} time(s): nothing else will ever wake this task (it \
-         waits for nothing), so it must wake itself, once, or it is never polled again",
-        wakes.count()
+        wakes.count() >= 1,
+        "the first poll returned Pending without waking the waker: nothing else will ever wake this task (it \
+         waits for nothing), so it must wake itself, or it is never polled again"
     );
     let second = Pin::new(&mut future).poll(&mut cx);
     ensure!(

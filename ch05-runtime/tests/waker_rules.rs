@@ -24,7 +24,7 @@ use std::time::Duration;
 use ch05_runtime::channel::channel;
 use ch05_runtime::net::{TcpListener, TcpStream};
 use ch05_runtime::time::sleep;
-use ch05_runtime::{Runtime, spawn};
+use ch05_runtime::Runtime;
 
 /// What was done to one waker (and all its clones). Lives in a `static`,
 /// so the waker's data pointer is valid forever and nothing is freed.
@@ -155,7 +155,7 @@ fn a_join_handle_keeps_the_waker_of_its_latest_poll() -> io::Result<()> {
     // its handle by hand, as another task would.
     let runtime = Runtime::builder().worker_threads(2).build()?;
     let (tx, mut rx) = channel::<u32>();
-    let handle = runtime.block_on(async { spawn(async move { rx.recv().await }) });
+    let handle = runtime.spawn(async move { rx.recv().await });
     let mut handle = pin!(handle);
     poll_old_twice_then_new(handle.as_mut(), &OLD, &NEW);
     tx.send(7).expect("the task is alive");

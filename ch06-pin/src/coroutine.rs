@@ -13,12 +13,15 @@
 //! ```text
 //!  FetchThreeInto  (pinned before its first poll; never moves after)
 //!  ┌──────────────────────────────────────────────────────────────────────────┐
-//!  │ state   Start ──> AwaitingOne ──> AwaitingTwo ──> AwaitingThree ──> Done │ not pinned:
-//!  │         fetch,    fetch, log      fetch, log,     log, out               │ moved out and back
-//!  │         log                       out ──┐         out ──┐                │ at every step
-//!  │ get     the GET being awaited           │               │                │ pinned: polled in place
-//!  │ buffer  "one one-two three"  ◄──────────┴───────────────┘                │ pointed at by `out`
+//!  │ state   Start ──> AwaitingOne ──> AwaitingTwo ──> AwaitingThree ──> Done │
+//!  │         fetch,    fetch, log      fetch, log,     log, out               │
+//!  │         log                       out ──┐         out ──┐                │
+//!  │ get     the GET being awaited           │               │                │
+//!  │ buffer  "one one-two three"  ◄──────────┴───────────────┘                │
 //!  └──────────────────────────────────────────────────────────────────────────┘
+//!    state   not pinned: moved out and back at every step
+//!    get     pinned: polled in place
+//!    buffer  pinned: `out` points at it
 //! ```
 //!
 //! Three decisions, each forced by the self-reference:
@@ -102,11 +105,13 @@ pub async fn fetch_three_into_async<F: Fetch>(fetch: F, log: Log) -> io::Result<
     let mut buffer = String::new();
     let out = &mut buffer; // borrowed from here ...
     out.push_str(&one);
-    let two = fetch.get(DELAYS[1], &format!("{one}-two")).await?; // ... across this await ...
+    // ... across this await ...
+    let two = fetch.get(DELAYS[1], &format!("{one}-two")).await?;
     out.push(' ');
     out.push_str(&two);
     log.say(format!("second answer {two:?}; buffer {out:?}"));
-    let three = fetch.get(DELAYS[2], "three").await?; // ... and this one ...
+    // ... and this one ...
+    let three = fetch.get(DELAYS[2], "three").await?;
     out.push(' ');
     out.push_str(&three);
     log.say(format!("third answer {three:?}; buffer {out:?}, {} bytes", out.len()));

@@ -21,10 +21,10 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
+use ch05_runtime::Runtime;
 use ch05_runtime::channel::channel;
 use ch05_runtime::net::{TcpListener, TcpStream};
 use ch05_runtime::time::sleep;
-use ch05_runtime::Runtime;
 
 /// What was done to one waker (and all its clones). Lives in a `static`,
 /// so the waker's data pointer is valid forever and nothing is freed.

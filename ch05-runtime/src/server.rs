@@ -16,8 +16,11 @@
 //! production server needs, and one task per connection makes easy:
 //!
 //! - the accept loop takes every queued connection before it waits again
-//!   (`accept` only returns `Pending` once the kernel's queue is empty), so
-//!   a burst of handshakes does not overflow the listen queue;
+//!   (`accept` only returns `Pending` once the kernel's queue is empty).
+//!   That makes an overflow of the listen queue in a burst of handshakes
+//!   less likely; it cannot prevent one: the kernel queues at most
+//!   `backlog` finished handshakes (capped by `net.core.somaxconn`), and
+//!   while the executor runs other tasks nobody accepts;
 //! - a client that leaves during its delay frees its slot at once: the task
 //!   waits for the delay *and* for the peer's end of file, whichever comes
 //!   first.

@@ -346,20 +346,26 @@ where
     /// for the waker, given back when it is dropped after the poll. That is
     /// two atomic operations on every poll, for a waker that lives exactly
     /// as long as the poll, while `run` already holds a reference for that
-    /// long. So this waker borrows that reference: it is built from the same
-    /// pointer without taking a count, and never dropped (`ManuallyDrop`),
-    /// so it never gives one back. A future that wants to keep the waker
-    /// clones it, and the clone takes a count of its own as usual.
+    /// long. So this waker borrows that reference: it is built from a copy
+    /// of `self`'s pointer without taking a count, and never dropped
+    /// (`ManuallyDrop`), so it never gives one back. A future that wants to
+    /// keep the waker clones it, and the clone takes a count of its own as
+    /// usual.
     fn waker_ref(self: &Arc<Self>) -> ManuallyDrop<Waker> {
-        // SAFETY: the `Arc` made here claims a strong count it did not take.
-        // It is harmless because it is never dropped: it goes into a `Waker`
-        // inside `ManuallyDrop`, so no count is ever given back for it. And
-        // the allocation outlives that waker: `self`, a real reference, is
-        // held by the caller for the whole poll, and the waker is only lent
-        // to the future as `&Waker` (it can clone it or wake by reference,
-        // never take or drop this one).
-        let borrowed = unsafe { Arc::from_raw(Arc::as_ptr(self)) };
-        ManuallyDrop::new(Waker::from(borrowed))
+        // SAFETY: `ptr::read` copies the `Arc` (its one pointer) without
+        // touching the count: for now two `Arc` values stand for the single
+        // strong reference `self` holds, which is sound as long as only one
+        // of them is ever dropped. The copy is never dropped: `Waker::from`
+        // turns it into a raw pointer with `Arc::into_raw` (so the `Wake`
+        // vtable's `Arc::from_raw` calls get a pointer from `into_raw`, as
+        // `from_raw` requires), and that waker sits in `ManuallyDrop`, so no
+        // count is given back for it. The allocation outlives the waker: the
+        // caller holds `self` for the whole poll, and the future is only lent
+        // `&Waker` (it can clone it, taking a count of its own, or wake by
+        // reference; it can neither take nor drop this one). futures-task's
+        // `WakerRef::new` copies a `Waker` the same way.
+        let copy: Arc<Self> = unsafe { std::ptr::read(self) };
+        ManuallyDrop::new(Waker::from(copy))
     }
     // ANCHOR_END: waker_ref
 

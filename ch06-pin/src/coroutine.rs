@@ -13,12 +13,15 @@
 //! ```text
 //!  FetchThreeInto  (pinned before its first poll; never moves after)
 //!  ┌──────────────────────────────────────────────────────────────────────────┐
-//!  │ state   Start ──> AwaitingOne ──> AwaitingTwo ──> AwaitingThree ──> Done │ not pinned:
-//!  │         fetch,    fetch, log      fetch, log,     log, out               │ moved out and back
-//!  │         log                       out ──┐         out ──┐                │ at every step
-//!  │ get     the GET being awaited           │               │                │ pinned: polled in place
-//!  │ buffer  "one one-two three"  ◄──────────┴───────────────┘                │ pointed at by `out`
+//!  │ state   Start ──> AwaitingOne ──> AwaitingTwo ──> AwaitingThree ──> Done │
+//!  │         fetch,    fetch, log      fetch, log,     log, out               │
+//!  │         log                       out ──┐         out ──┐                │
+//!  │ get     the GET being awaited           │               │                │
+//!  │ buffer  "one one-two three"  ◄──────────┴───────────────┘                │
 //!  └──────────────────────────────────────────────────────────────────────────┘
+//!    state   not pinned: moved out and back at every step
+//!    get     pinned: polled in place
+//!    buffer  pinned: `out` points at it
 //! ```
 //!
 //! Three decisions, each forced by the self-reference:
@@ -102,11 +105,13 @@ pub async fn fetch_three_into_async<F: Fetch>(fetch: F, log: Log) -> io::Result<
     let mut buffer = String::new();
     let out = &mut buffer; // borrowed from here ...
     out.push_str(&one);
-    let two = fetch.get(DELAYS[1], &format!("{one}-two")).await?; // ... across this await ...
+    // ... across this await ...
+    let two = fetch.get(DELAYS[1], &format!("{one}-two")).await?;
     out.push(' ');
     out.push_str(&two);
     log.say(format!("second answer {two:?}; buffer {out:?}"));
-    let three = fetch.get(DELAYS[2], "three").await?; // ... and this one ...
+    // ... and this one ...
+    let three = fetch.get(DELAYS[2], "three").await?;
     out.push(' ');
     out.push_str(&three);
     log.say(format!("third answer {three:?}; buffer {out:?}, {} bytes", out.len()));
@@ -205,7 +210,8 @@ impl<F: Fetch> FetchThreeInto<F> {
         // pinned: `get` is handed out only as `Pin<&mut _>`, and `buffer`
         // only as an address, so neither is moved out by what follows; the
         // struct has no `Drop` impl and is not `#[repr(packed)]`, and it is
-        // `!Unpin` (`PhantomPinned`), so `Pin::get_mut` cannot reach it.
+        // `!Unpin` (`PhantomPinned`, and no `impl Unpin` anywhere, which
+        // safe code could write), so `Pin::get_mut` cannot reach it.
         // `state` is not pinned: moving it moves no value anything points at.
         // `&raw mut` takes the buffer's address without making a `&mut`; a
         // field's address is never null.
@@ -363,13 +369,18 @@ fn poll_get<G: Future>(mut get: Pin<&mut Option<G>>, cx: &mut Context<'_>) -> Po
 /// version: with real GETs ([`http`]), and with the small scripted GETs of
 /// the tests, where the coroutines' own bytes show. Nothing is polled.
 pub fn size_table() -> Vec<SizeRow> {
-    let fetch = http(([127, 0, 0, 1], 0).into());
+    let addr = ([127, 0, 0, 1], 0).into();
+    let fetch = http(addr);
     let by_hand = FetchThreeInto::new(fetch, Log::silent());
     let (state, get, buffer) = by_hand.part_sizes();
     let by_compiler = fetch_three_into_async(fetch, Log::silent());
     let scripted = crate::testing::scripted(0);
     vec![
-        SizeRow { what: "one GET future (ch05 http::get, an async fn)", bytes: size_of_val(&fetch.get(0, "")) },
+        SizeRow {
+            what: "ch05 http::get's future (an async fn)",
+            bytes: size_of_val(&ch05_runtime::http::get(addr, "/")),
+        },
+        SizeRow { what: "one GET as fetched here (get_body)", bytes: size_of_val(&fetch.get(0, "")) },
         SizeRow { what: "FetchThreeInto (by hand)", bytes: size_of_val(&by_hand) },
         SizeRow { what: "  its state enum (fetch, log, out)", bytes: state },
         SizeRow { what: "  its GET in flight (Option<GET future>)", bytes: get },

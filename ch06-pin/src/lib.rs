@@ -40,6 +40,9 @@
 //!   `Box::pin`, `pin!` and `Pin::new_unchecked`.
 //! - [`forbidden`]: what the compiler refuses, as `compile_fail` doc tests
 //!   with their error codes.
+//! - [`pin_rules`]: what a hand-written projection relies on (`impl Unpin`
+//!   is safe to write; a `Drop` through `inner_drop`), and why `&mut F` is
+//!   a future only for `F: Unpin`: doc tests.
 //! - [`unpin`]: asks the compiler whether a type is `Unpin`, to print it.
 //! - [`projection`]: pin projection by hand: [`Observed`](projection::Observed)
 //!   wraps a future, pins it structurally, and notes its address at each poll.
@@ -67,3 +70,6 @@ pub mod unpin;
 
 #[doc = include_str!("forbidden.md")]
 pub mod forbidden {}
+
+#[doc = include_str!("pin_rules.md")]
+pub mod pin_rules {}

@@ -18,8 +18,10 @@
 //! polled at the same address every time, on whatever thread polls it.
 //!
 //! (The `pin-project` crate writes such a `project` from an attribute, and
-//! checks the rules for you; chapter crates use no crates beyond libc, mio
-//! and anyhow, so here it is by hand.)
+//! checks the rules for you: it refuses a plain `Drop` impl, offering
+//! `#[pinned_drop]`, and a hand-written `impl Unpin`, offering the `unsafe`
+//! `UnsafeUnpin`. Chapter crates use no crates beyond libc, mio and anyhow,
+//! so here it is by hand, and [`crate::pin_rules`] shows both traps.)
 
 use std::future::Future;
 use std::mem;
@@ -80,16 +82,21 @@ impl<F> Observed<F> {
     fn project(self: Pin<&mut Self>) -> Fields<'_, F> {
         // SAFETY: `get_unchecked_mut` is sound if nothing moves a field we
         // treat as pinned, and `Pin::new_unchecked(&mut this.inner)` declares
-        // `inner` pinned. The rules that keep that promise for `Observed`:
+        // `inner` pinned. The rules that keep that promise for `Observed`
+        // (std's `pin` module, "structural pinning"; `src/pin_rules.md`):
         // 1. `inner` is handed out only here, and only pinned; no method of a
         //    pinned `Observed` gives `&mut F` or moves `inner` out.
-        // 2. `Observed` has no `Drop` impl (`drop` gets a plain `&mut self`,
-        //    even for a pinned value, and could move `inner` out).
+        // 2. No `Drop` impl uses `inner` but through this projection. `drop`
+        //    gets a plain `&mut self`, even for a pinned value, and could move
+        //    `inner` out; a `Drop` written as std's `inner_drop` idiom would
+        //    be fine. `Observed` needs none, so it has none.
         // 3. It is not `#[repr(packed)]` (the compiler may move a packed
         //    field to align it, e.g. before dropping it).
-        // 4. `Observed<F>` is `Unpin` only if `F` is: the auto trait needs
-        //    every field `Unpin`, so an `Unpin` wrapper cannot be used to
-        //    move a `!Unpin` `inner` out through `Pin::get_mut`.
+        // 4. `Observed<F>` is `Unpin` only if `F` is, so an `Unpin` wrapper
+        //    cannot be used to move a `!Unpin` `inner` out through
+        //    `Pin::get_mut`. The auto trait gives that, but only as long as
+        //    no `impl<F> Unpin for Observed<F> {}` exists: such a line is
+        //    safe code, and this block depends on its absence.
         // `seen_at` is not pinned: nothing points into it, moving it is fine.
         unsafe {
             let this = self.get_unchecked_mut();

@@ -165,3 +165,24 @@ fn polling_after_ready_panics() {
     assert!(coroutine.as_mut().poll(&mut cx).is_ready());
     let _ = coroutine.as_mut().poll(&mut cx);
 }
+
+#[test]
+fn the_size_table_adds_up() {
+    let table = ch06_pin::coroutine::size_table();
+    let bytes = |what: &str| {
+        table.iter().find(|row| row.what.trim_start() == what).unwrap_or_else(|| panic!("no row {what:?}")).bytes
+    };
+    // The hand-written coroutine is its three parts, nothing more:
+    // `PhantomPinned` takes no space, and the fields need no padding.
+    let parts = bytes("its state enum (fetch, log, out)")
+        + bytes("its GET in flight (Option<GET future>)")
+        + bytes("its buffer (String)");
+    assert_eq!(bytes("FetchThreeInto (by hand)"), parts);
+    // The GET the coroutines await is `get_body`'s `async move` block: it
+    // holds the address and the path it was given, and chapter 5's
+    // `http::get` future inside.
+    let inner = bytes("ch05 http::get's future (an async fn)");
+    let outer = bytes("one GET as fetched here (get_body)");
+    assert!(outer >= inner + size_of::<SocketAddr>() + size_of::<String>(), "{outer} vs {inner}");
+    assert!(bytes("its GET in flight (Option<GET future>)") >= outer);
+}

@@ -46,12 +46,13 @@ impl<F, G> Map<F, G> {
         //    a pinned `Map` gives a `&mut Option<F>`, and `poll` ends it with
         //    `Pin::set(None)`, which drops the future where it is.
         // 2. `Map` has no `Drop` impl (its `drop` would get a plain
-        //    `&mut self` and could move the future out).
+        //    `&mut self` and could move the future out; one written with
+        //    std's `inner_drop` idiom, through this projection, would do).
         // 3. It is not `#[repr(packed)]` (a packed field may be moved to be
         //    aligned before it is dropped).
         // 4. `Map<F, G>` is `Unpin` only if `F` and `G` are (the auto trait;
-        //    no `impl Unpin` here), so `Pin::get_mut` cannot reach a pinned
-        //    `!Unpin` future.
+        //    no `impl Unpin` here, which safe code could add), so
+        //    `Pin::get_mut` cannot reach a pinned `!Unpin` future.
         // `f` is not pinned: nothing points into it, and it is moved out.
         unsafe {
             let this = self.get_unchecked_mut();

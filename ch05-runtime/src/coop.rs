@@ -62,6 +62,9 @@ thread_local! {
     /// Units left in the current poll; `None`: no budget (not inside a
     /// task of ours, or the runtime's budget is off).
     static BUDGET: Cell<Option<u32>> = const { Cell::new(None) };
+    /// Set when a leaf future found the budget spent: the poll that just
+    /// ended was a long one, and the executor lets the others in at once.
+    static EXHAUSTED: Cell<bool> = const { Cell::new(false) };
 }
 
 // ANCHOR: budget
@@ -119,7 +122,9 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<Unit> {
         None => {
             // Out of budget: behave as if we had to wait, but wake ourselves
             // at once, so the task goes to the back of the run queue instead
-            // of waiting for an event.
+            // of waiting for an event. And tell the executor (see
+            // `take_exhausted`).
+            EXHAUSTED.with(|exhausted| exhausted.set(true));
             cx.waker().wake_by_ref();
             Poll::Pending
         }
@@ -167,6 +172,15 @@ pub async fn consume_budget() {
         Poll::Ready(())
     })
     .await
+}
+
+/// Whether a leaf future found the budget spent since the last call (and
+/// forget it). The executor asks after each poll: a poll that spent its
+/// whole budget did 128 things, perhaps for a long time, so the tasks that
+/// other threads woke meanwhile, and the driver, get their turn right away
+/// rather than after the usual number of polls.
+pub(crate) fn take_exhausted() -> bool {
+    EXHAUSTED.with(|exhausted| exhausted.replace(false))
 }
 
 /// How many units the current poll has left: `None` outside a task of this

@@ -44,6 +44,12 @@
 //! And `block_on`'s own future is polled, when woken, between two rounds of
 //! at most `DRIVER_INTERVAL` tasks.
 //!
+//! The intervals count polls, and a poll can be long: one that spends its
+//! whole cooperative budget did 128 things before it yielded. So after
+//! such a poll the loop does not wait for the interval: it takes the
+//! injector and turns the driver at once (tokio, likewise, turns its
+//! driver before it polls a task that ran out of budget again).
+//!
 //! Those rules make the *executor* fair between polls. Within one poll the
 //! task has the thread: the cooperative budget ([`crate::coop`]) makes the
 //! leaf futures of a busy task return `Pending` after a while, and the
@@ -138,6 +144,12 @@ pub(crate) fn block_on<F: Future>(shared: &Arc<Shared>, future: F) -> F::Output 
             let Some(task) = next_task(shared, tick) else { break };
             task.run();
             ran += 1;
+            if coop::take_exhausted() {
+                // That poll spent its whole budget: a long one. Let the
+                // tasks woken elsewhere, and the driver, in now.
+                scheduler::extend_local(shared.take_injected());
+                parker.poll_driver();
+            }
         }
         if ran == shared.intervals.driver {
             // Busy all along: let the driver in without sleeping, so sockets

@@ -106,7 +106,7 @@ pub fn render(records: &[Record]) -> String {
                 // A wake while running keeps it running (it is polled again at once).
                 Event::Woken(_) if phase.is_some_and(|(p, _)| p == Phase::Running) => Some(Phase::Running),
                 Event::Woken(_) => Some(Phase::Queued),
-                Event::SlowPoll(_) => {
+                Event::SlowPoll { .. } => {
                     // The poll that just ended was slow: the running stretch up to now.
                     if let Some((Phase::Running, since)) = phase {
                         stretches.push(Stretch { phase: Phase::Running, from: since, to: record.at, slow: true });
@@ -211,7 +211,7 @@ fn mark(svg: &mut String, event: &Event, x: f64, y: f64, at: f64) {
         Event::Ready => end_mark(svg, x, y, "#2f855a", "✓", at, &text),
         Event::Panicked(_) => end_mark(svg, x, y, "#c53030", "✗", at, &text),
         Event::Aborted | Event::ShutDown => end_mark(svg, x, y, "#4a5568", "■", at, &text),
-        Event::Spawned(_) | Event::SpawnedBlocking(_) | Event::Polled(_) | Event::Pending | Event::SlowPoll(_) => {}
+        Event::Spawned(_) | Event::SpawnedBlocking(_) | Event::Polled(_) | Event::Pending | Event::SlowPoll { .. } => {}
     }
 }
 

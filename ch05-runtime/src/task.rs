@@ -412,20 +412,21 @@ where
     /// which task, where it was spawned and for how long: on stderr the first
     /// time (once per task is enough to find it), in the trace every time.
     fn slow_poll(&self, took: Duration, threshold: Duration) {
+        let reported = self.state.first_slow_report();
         if let Some(tracer) = &self.scheduler.poll_settings().tracer {
-            tracer.event(self.id, Event::SlowPoll(took));
+            tracer.event(self.id, Event::SlowPoll { took, reported });
         }
-        if self.state.first_slow_report() {
-            let text = format!(
-                "{} (spawned at {}) held its thread for {:.1} ms in one poll, over the {} ms slow-poll threshold: \
-                 every other task on that thread waited. It computes or blocks between two .await points; \
-                 move that work to spawn_blocking, or yield now and then (coop::yield_now)",
+        if reported {
+            let line = |text: &str| eprintln!("{}", ch01_os_threads::trace::line("runtime", text));
+            line(&format!(
+                "SLOW POLL: {} held its thread for {:.1} ms (the threshold is {} ms),",
                 self.id,
-                self.spawned_at,
                 took.as_secs_f64() * 1e3,
                 threshold.as_millis()
-            );
-            eprintln!("{}", ch01_os_threads::trace::line("runtime", &text));
+            ));
+            line(&format!("  and every other task on that thread waited. It was spawned at {}:", self.spawned_at));
+            line("  between two .await points it computes or blocks. Move such work to spawn_blocking,");
+            line("  or let the others run now and then (coop::yield_now). Reported once per task.");
         }
     }
     // ANCHOR_END: slow_poll

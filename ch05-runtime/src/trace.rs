@@ -41,7 +41,12 @@ pub enum Event {
     Pending,
     /// The poll that just ended took this long, over the runtime's
     /// slow-poll threshold: the task held its thread all that time.
-    SlowPoll(Duration),
+    SlowPoll {
+        /// How long the poll took.
+        took: Duration,
+        /// Whether it was reported on stderr (only a task's first is).
+        reported: bool,
+    },
     /// A waker put it back in a run queue (or asked for one more poll).
     Woken(WokenBy),
     /// The poll returned `Ready`: finished.
@@ -74,8 +79,10 @@ impl std::fmt::Display for Event {
         match self {
             Event::Spawned(at) => write!(f, "spawned at {at}"),
             Event::SpawnedBlocking(at) => write!(f, "spawned as a blocking job at {at}"),
-            Event::SlowPoll(took) => {
-                write!(f, "SLOW POLL: held its thread for {:.1} ms without returning", took.as_secs_f64() * 1e3)
+            Event::SlowPoll { took, reported } => {
+                let ms = took.as_secs_f64() * 1e3;
+                let stderr = if *reported { " (reported on stderr)" } else { "" };
+                write!(f, "SLOW POLL: held its thread for {ms:.1} ms without returning{stderr}")
             }
             Event::Polled(thread) => write!(f, "polled on {thread}"),
             Event::Pending => write!(f, "pending"),

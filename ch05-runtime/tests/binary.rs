@@ -69,6 +69,43 @@ fn the_demo_shows_every_part() -> io::Result<()> {
     // Part 7: the smallest executor, and a std-only future.
     position(&out, r#"ran a sleep and a GET: "no runtime needed""#);
     position(&out, "a future that imports nothing from ch05 ran as our task");
+    // Part 8: each case in order, with its measured lines (the figures vary;
+    // the test of fairness itself is tests/fairness.rs).
+    let part = position(&out, "--- 8. who gets the CPU");
+    let order = [
+        "budget off: the sleep woke ",
+        "the receiver ran 1 poll(s)",
+        "budget 128: the sleep woke ",
+        "injector taken only when the local queue is empty:",
+        "the task yielded 200000 times",
+        "injector taken first every 31 polls:",
+        "(c) a task that computes for 100 ms",
+    ];
+    let mut last = part;
+    for needle in order {
+        let at = position(&out, needle);
+        assert!(at > last, "part 8: {needle:?} out of order in:\n{out}");
+        last = at;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_slow_poll_is_reported_on_stderr_once_per_task() -> io::Result<()> {
+    let output = run(&[])?;
+    let errors = String::from_utf8_lossy(&output.stderr);
+    // Part 8 holds the thread twice on purpose: the receiver without a
+    // budget, and the task that computes. Each is named once, with where
+    // it was spawned.
+    let reports: Vec<&str> = errors.lines().filter(|line| line.contains("SLOW POLL: task ")).collect();
+    assert!(reports.len() >= 2, "{errors}");
+    let mut tasks: Vec<&str> =
+        reports.iter().filter_map(|line| line.split("SLOW POLL: ").nth(1)?.split(" held").next()).collect();
+    let all = tasks.len();
+    tasks.sort_unstable();
+    tasks.dedup();
+    assert_eq!(tasks.len(), all, "a task was reported twice:\n{errors}");
+    assert!(errors.contains("It was spawned at ch05-runtime/src/"), "{errors}");
     Ok(())
 }
 

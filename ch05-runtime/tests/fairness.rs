@@ -229,7 +229,11 @@ fn a_slow_poll_is_reported_with_where_its_task_was_spawned() -> io::Result<()> {
         Runtime::builder().trace(tracer.clone()).slow_poll_threshold(Some(Duration::from_millis(1))).build()?;
     let slow = runtime.block_on(async {
         let slow_line = line!() + 1;
-        let handle = spawn(async { busy_for(Duration::from_millis(5)) });
+        let handle = spawn(async {
+            busy_for(Duration::from_millis(5));
+            yield_now().await;
+            busy_for(Duration::from_millis(5));
+        });
         let id = handle.id();
         handle.await.expect("the slow task finished");
         (id, slow_line)
@@ -241,11 +245,17 @@ fn a_slow_poll_is_reported_with_where_its_task_was_spawned() -> io::Result<()> {
             && matches!(r.event, Event::Spawned(at) if at.file().ends_with("fairness.rs") && at.line() == slow_line)
     });
     assert!(spawned_here, "the trace names where the slow task was spawned");
-    let took = records.iter().find_map(|r| match r.event {
-        Event::SlowPoll(took) if r.task == slow => Some(took),
-        _ => None,
-    });
-    assert!(took.is_some_and(|took| took >= Duration::from_millis(5)), "the slow poll is traced: {took:?}");
+    let slow_polls: Vec<(Duration, bool)> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::SlowPoll { took, reported } if r.task == slow => Some((took, reported)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slow_polls.len(), 2, "both slow polls are traced: {slow_polls:?}");
+    assert!(slow_polls.iter().all(|(took, _)| *took >= Duration::from_millis(5)), "{slow_polls:?}");
+    let reported: Vec<bool> = slow_polls.iter().map(|(_, reported)| *reported).collect();
+    assert_eq!(reported, [true, false], "stderr gets the task's first slow poll only");
     Ok(())
 }
 

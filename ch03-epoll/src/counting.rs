@@ -143,6 +143,13 @@ fn round(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+impl From<[u64; Syscall::ALL.len()]> for Syscalls {
+    /// The counts in the order of [`Syscall::ALL`].
+    fn from(counts: [u64; Syscall::ALL.len()]) -> Syscalls {
+        Syscalls(counts)
+    }
+}
+
 impl Sub for Syscalls {
     type Output = Syscalls;
     fn sub(self, earlier: Syscalls) -> Syscalls {
@@ -156,14 +163,14 @@ impl Sub for Syscalls {
 
 impl fmt::Display for Syscalls {
     /// `33 (socket 10, close 10, io_uring_enter 13)`: the total, then each
-    /// kind that occurred.
+    /// kind that occurred (`0` if none did).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = Syscall::ALL
             .into_iter()
             .filter(|&call| self.of(call) > 0)
             .map(|call| format!("{} {}", call.name(), self.of(call)))
             .collect();
-        write!(f, "{} ({})", self.total(), parts.join(", "))
+        if parts.is_empty() { f.write_str("0") } else { write!(f, "{} ({})", self.total(), parts.join(", ")) }
     }
 }
 

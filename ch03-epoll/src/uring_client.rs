@@ -51,9 +51,14 @@ const DEADLINE: u64 = u64::MAX;
 /// completions only say whether the cancel found its target.
 const CANCEL: u64 = u64::MAX - 1;
 
-/// How many bytes one RECV may bring: the delay server's answers are a few
-/// hundred bytes, so usually one RECV has all of it and the next sees the end.
-const RECV_BUFFER: usize = 4096;
+/// How many bytes one RECV may bring. The delay server's answers are a few
+/// hundred bytes, so usually one RECV has all of it and the next sees the
+/// end. Every request waiting for its answer holds a buffer this big: the
+/// kernel needs it *before* the data arrives, where the epoll client reads
+/// into one buffer on its stack after readiness said data is there.
+/// (Linux 5.19's buffer rings let the kernel pick a buffer from a shared
+/// pool when data arrives; this chapter keeps to one buffer per request.)
+const RECV_BUFFER: usize = 1024;
 
 /// What [`get_all`] reports as it goes; the demo prints it.
 #[derive(Debug)]

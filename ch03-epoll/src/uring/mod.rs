@@ -686,7 +686,7 @@ impl fmt::Display for Unavailable {
             ),
             Unavailable::Refused { errno } => write!(
                 f,
-                "io_uring_setup: {}, refused by a seccomp filter or a security module (a container's, often)",
+                "io_uring_setup: {}, refused by a seccomp filter or a security module, as containers often do",
                 if *errno == libc::EACCES { "EACCES" } else { "EPERM" }
             ),
             Unavailable::TooOld { missing } => {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use super::sys::{self, KernelTimespec, Sqe};
 
-// ANCHOR: sqe_read
 impl Sqe {
     /// Does nothing, and completes with 0: the cheapest way to see the
     /// rings work (and to measure them).
@@ -20,6 +19,7 @@ impl Sqe {
         Sqe { opcode: sys::IORING_OP_NOP, user_data, ..Sqe::default() }
     }
 
+    // ANCHOR: sqe_read
     /// `read(fd, buf, len)`: completes with the number of bytes read (0 at
     /// end of file) or `-errno`. The kernel writes into `buf` whenever the
     /// data arrives, long after `io_uring_enter` returned.

@@ -99,6 +99,7 @@ pub struct IoCqringOffsets {
     pub user_addr: u64,
 }
 
+// ANCHOR: sqe
 /// `struct io_uring_sqe`: one submission queue entry, 64 bytes, describing
 /// one operation. Most fields are unions in C; each field here is named
 /// after the member this chapter uses, with the others in its comment.
@@ -137,6 +138,7 @@ pub struct Sqe {
     /// `addr3` and padding, up to 64 bytes.
     pub pad: [u64; 2],
 }
+// ANCHOR_END: sqe
 
 /// `struct io_uring_cqe`: one completion queue entry, 16 bytes.
 #[repr(C)]

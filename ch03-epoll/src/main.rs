@@ -383,12 +383,15 @@ fn regular_file() -> io::Result<()> {
 }
 // ANCHOR_END: regular_file
 
-/// The ring section 7 uses: room for its batch of NOPs.
-const DEMO_RING: u32 = 8;
-
-/// The `user_data` of section 7's operations, so each completion says
-/// which operation it is.
+/// How many NOPs section 7 hands the kernel in one `io_uring_enter`
+/// (their `user_data` is 0, 1, ...).
 const NOPS: u64 = 8;
+
+/// The ring section 7 uses: an SQ with room for the whole batch of NOPs.
+const DEMO_RING: u32 = NOPS as u32;
+
+/// The `user_data` of section 7's other operations, so each completion
+/// says which operation it is.
 const READ: u64 = 100;
 const WRITE: u64 = 101;
 const TIMER: u64 = 102;

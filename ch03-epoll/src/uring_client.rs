@@ -178,16 +178,11 @@ impl UringGet {
         if self.phase == Phase::Done {
             return progress; // cannot happen (one operation at a time), and harmless
         }
-        match self.step(res, &mut progress) {
-            Ok(None) => {}
-            Ok(Some(response)) => {
-                self.phase = Phase::Done;
-                progress.finished = Some(Ok(response));
-            }
-            Err(e) => {
-                self.phase = Phase::Done;
-                progress.finished = Some(Err(e));
-            }
+        // `Ok(None)`: not finished, the next operation follows. An answer
+        // or an error ends the exchange, and is handed out now, once.
+        if let Some(result) = self.step(res, &mut progress).transpose() {
+            self.phase = Phase::Done;
+            progress.finished = Some(result);
         }
         progress
     }

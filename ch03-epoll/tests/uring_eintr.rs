@@ -13,7 +13,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread;
 
@@ -21,31 +21,7 @@ use ch03_epoll::counting::{self, Syscall};
 use ch03_epoll::uring::{Completion, Ring, Sqe};
 
 mod common;
-use common::{blocked_in_io_uring_enter, ring_or_skip, wait_until};
-
-/// How many SIGUSR1s the handler has seen.
-static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
-
-/// The handler: only an atomic add, which is async-signal-safe.
-extern "C" fn count_signal(_signal: libc::c_int) {
-    SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Installs `count_signal` for SIGUSR1 without `SA_RESTART` (which
-/// `io_uring_enter` would ignore anyway: it is never restarted for us).
-fn install_handler() -> io::Result<()> {
-    // SAFETY: `sigaction` is plain data for which all-zero bytes are valid
-    // (no handler, empty mask, no flags); we fill in the fields we need.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    action.sa_flags = 0;
-    // SAFETY: `action.sa_mask` is a valid sigset_t we own.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: `action` is fully initialised and the handler only does an
-    // async-signal-safe atomic add; passing null for the old action is allowed.
-    ch01_os_threads::syscall!(unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) })?;
-    Ok(())
-}
+use common::{SIGNALS_HANDLED, blocked_in_io_uring_enter, install_signal_counter, ring_or_skip, wait_until};
 
 /// What the waiting thread reports: the completion, the bytes read, and
 /// how many `io_uring_enter` calls its wait took.
@@ -54,7 +30,7 @@ type Outcome = io::Result<(Option<Completion>, Vec<u8>, u64)>;
 #[test]
 fn a_signal_during_io_uring_enter_is_not_an_error() -> io::Result<()> {
     let Some(mut ring) = ring_or_skip("EINTR in io_uring_enter", || Ring::new(4))? else { return Ok(()) };
-    install_handler()?;
+    install_signal_counter()?;
     let (reader, mut writer) = io::pipe()?;
 
     let (ids_tx, ids_rx) = mpsc::channel();

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,4 +83,31 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < give_up, "gave up waiting until {what}");
         thread::yield_now();
     }
+}
+
+/// How many SIGUSR1s [`install_signal_counter`]'s handler has seen.
+pub static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+/// The handler: only an atomic add, which is async-signal-safe.
+extern "C" fn count_signal(_signal: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs a SIGUSR1 handler that counts into [`SIGNALS_HANDLED`],
+/// *without* `SA_RESTART`, so the kernel does not hide the interruption
+/// from us. (Neither `epoll_wait` nor `io_uring_enter` is ever restarted
+/// automatically anyway; see `man 7 signal`.) A handler belongs to the whole
+/// process: each test that uses it is a test binary of its own.
+pub fn install_signal_counter() -> io::Result<()> {
+    // SAFETY: `sigaction` is plain data for which all-zero bytes are valid
+    // (no handler, empty mask, no flags); we fill in the fields we need.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    action.sa_flags = 0;
+    // SAFETY: `action.sa_mask` is a valid sigset_t we own.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is fully initialised and the handler only does an
+    // async-signal-safe atomic add; passing null for the old action is allowed.
+    ch01_os_threads::syscall!(unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) })?;
+    Ok(())
 }

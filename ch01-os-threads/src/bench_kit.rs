@@ -269,6 +269,12 @@ pub fn print_sample(sample: &Sample) -> io::Result<()> {
 /// The parent's side of [`RUN`]: runs this binary again as
 /// `<exe> bench-run <args...>` and reads the [`Sample`] it prints last.
 pub fn run_in_child(args: &[String]) -> io::Result<Sample> {
+    run_in_child_with_lines(args).map(|(sample, _)| sample)
+}
+
+/// [`run_in_child`], also returning the lines the child printed before its
+/// sample (figures of its own, e.g. chapter 3's system call counts).
+pub fn run_in_child_with_lines(args: &[String]) -> io::Result<(Sample, Vec<String>)> {
     let output = Command::new(std::env::current_exe()?).arg(RUN).args(args).stderr(Stdio::inherit()).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -278,7 +284,9 @@ pub fn run_in_child(args: &[String]) -> io::Result<Sample> {
             output.status
         )));
     }
-    Sample::from_line(stdout.lines().last().unwrap_or_default())
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let sample = Sample::from_line(&lines.pop().unwrap_or_default())?;
+    Ok((sample, lines))
 }
 
 /// How many handshake packets were dropped because a listener's accept

@@ -212,11 +212,7 @@ impl<S: Connection> HttpGet<S> {
                 }
                 Ok(n) => {
                     progress.read += n;
-                    if self.response.len() + n > MAX_RESPONSE_BYTES {
-                        let why = format!("response is larger than {MAX_RESPONSE_BYTES} bytes");
-                        return Err(self.context(io::Error::new(io::ErrorKind::InvalidData, why)));
-                    }
-                    self.response.extend_from_slice(&buffer[..n]);
+                    append_response(&mut self.response, &buffer[..n]).map_err(|e| self.context(e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -227,19 +223,36 @@ impl<S: Connection> HttpGet<S> {
 
     /// An error that says which request it belongs to.
     fn context(&self, e: io::Error) -> io::Error {
-        io::Error::new(e.kind(), format!("GET {} from {}: {e}", self.path, self.addr))
+        request_error(self.addr, &self.path, e)
     }
 }
 // ANCHOR_END: http_get
+
+/// Adds `bytes` to the part of a response read so far, unless that would
+/// make it longer than [`MAX_RESPONSE_BYTES`].
+pub(crate) fn append_response(response: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    if response.len() + bytes.len() > MAX_RESPONSE_BYTES {
+        let why = format!("response is larger than {MAX_RESPONSE_BYTES} bytes");
+        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+    }
+    response.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// `e`, saying which request it belongs to: `GET /1/x from 127.0.0.1:8080: ...`.
+pub(crate) fn request_error(addr: SocketAddr, path: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("GET {path} from {addr}: {e}"))
+}
 
 /// What the event loop did with one event; the demo prints these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The request the event was for (its token).
     pub token: usize,
-    /// How the event queue described the readiness: the raw epoll flags under
-    /// our `Poll`, mio's portable words under mio.
-    pub readiness: String,
+    /// What the event queue reported: the raw epoll flags under our `Poll`
+    /// (`IN|OUT`), mio's portable words under mio (`readable|writable`), or,
+    /// under io_uring, the operation that completed and its result (`RECV 106`).
+    pub event: String,
     /// Request bytes written while handling it.
     pub wrote: usize,
     /// Response bytes read while handling it.
@@ -264,24 +277,20 @@ pub enum StepOutcome {
 
 impl Step {
     /// Builds the step for one `advance`.
-    pub(crate) fn new(token: usize, readiness: String, progress: &Progress) -> Step {
+    pub(crate) fn new(token: usize, event: String, progress: &Progress) -> Step {
         let outcome = match &progress.finished {
             None => StepOutcome::Waiting,
             Some(Ok(response)) => StepOutcome::Answered(response.body.clone()),
             Some(Err(e)) => StepOutcome::Failed(e.to_string()),
         };
-        Step { token, readiness, wrote: progress.wrote, read: progress.read, outcome }
+        Step { token, event, wrote: progress.wrote, read: progress.read, outcome }
     }
 }
 
 impl std::fmt::Display for Step {
     /// `token 3  IN|OUT  wrote 58 B, read 0 B  waiting`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "token {:<2} {:<29} wrote {:>3} B, read {:>3} B  ",
-            self.token, self.readiness, self.wrote, self.read
-        )?;
+        write!(f, "token {:<2} {:<29} wrote {:>3} B, read {:>3} B  ", self.token, self.event, self.wrote, self.read)?;
         match &self.outcome {
             StepOutcome::Waiting => f.write_str("waiting"),
             StepOutcome::Answered(body) => write!(f, "answered {body:?}"),

@@ -15,9 +15,15 @@
 //!   that makes progress whenever its socket is ready and never waits.
 //! - [`client`]: many of those at once on one thread, driven by [`poll`].
 //! - [`mio_client`]: the same client on the real mio crate.
+//! - [`uring`]: the other model, completion instead of readiness: Linux's
+//!   io_uring by raw system calls, its two rings mapped and driven by hand
+//!   ([`uring::Ring`]), with the kernel's structs declared in [`uring::sys`].
+//! - [`uring_client`]: the same GETs as completions on that ring.
+//! - [`counting`]: counts the system calls each client makes, so the two
+//!   models can be compared in calls per request.
 //!
-//! The bench (one epoll thread vs one thread per request vs mio) lives in
-//! the binary (`src/bench.rs`), like every chapter's.
+//! The bench (one epoll thread vs io_uring vs one thread per request vs
+//! mio) lives in the binary (`src/bench.rs`), like every chapter's.
 //!
 //! System calls that return -1 on failure go through chapter 1's
 //! [`syscall!`](ch01_os_threads::syscall) macro.
@@ -32,7 +38,10 @@ compile_error!(
 );
 
 pub mod client;
+pub mod counting;
 pub mod http_get;
 pub mod mio_client;
 pub mod poll;
 pub mod syscall;
+pub mod uring;
+pub mod uring_client;

@@ -14,10 +14,19 @@
 //!    drain the buffer;
 //! 4. `EPOLLONESHOT`, which needs re-arming after every event;
 //! 5. a regular file, which epoll refuses: not all I/O blocks;
-//! 6. the same requests through mio.
+//! 6. the same requests through mio;
+//! 7. the other model, completion: io_uring's two rings driven by hand
+//!    (a batch of NOPs in one system call, a pipe READ that completes when
+//!    the other end writes, a TIMEOUT, an ASYNC_CANCEL);
+//! 8. the same requests as completions, and the system calls each model
+//!    made for them.
 //!
-//! Other commands: `bench` (one epoll thread vs one thread per request vs
-//! mio; use `--release`), `--help`.
+//! Where io_uring is not available (no kernel support, or refused by
+//! `kernel.io_uring_disabled` or a seccomp filter), sections 7 and 8 say
+//! so in one line and the demo ends normally.
+//!
+//! Other commands: `bench` (one epoll thread vs io_uring vs one thread per
+//! request vs mio; use `--release`), `--help`.
 
 mod bench;
 
@@ -33,8 +42,11 @@ use anyhow::{Context, bail};
 use ch01_os_threads::delay_server::{Config, DemoServer};
 use ch01_os_threads::trace::section;
 use ch01_os_threads::{bench_kit, cli, http, say, trace};
+use ch03_epoll::counting::{self, Syscall, Syscalls};
 use ch03_epoll::http_get::{Step, StepOutcome};
 use ch03_epoll::poll::{Events, Interest, Poll, Token};
+use ch03_epoll::uring::{Completion, KernelTimespec, Ring, Sqe, Unavailable};
+use ch03_epoll::uring_client::{self, Seen};
 use ch03_epoll::{client, mio_client, syscall};
 
 const HELP: &str = "\
@@ -45,9 +57,10 @@ USAGE:
 
 COMMANDS:
     (none)     the guided demo: one syscall three ways, many requests on one
-               thread with epoll, level vs edge, oneshot, a regular file, mio
-    bench      N concurrent requests: one epoll thread vs one thread per
-               request vs mio (use --release; options below)
+               thread with epoll, level vs edge, oneshot, a regular file, mio,
+               then io_uring by hand and the same requests as completions
+    bench      N concurrent requests: one epoll thread vs io_uring vs one
+               thread per request vs mio (use --release; options below)
     --help     this text
 
 BENCH OPTIONS:
@@ -98,7 +111,7 @@ fn demo() -> anyhow::Result<()> {
     let paths = demo_paths();
     section(2, &format!("{} requests, one thread, epoll", paths.len()));
     // (The closures only turn each generic `get_all` into the one `GetAll` type.)
-    let epoll_order = many_requests(server.addr(), &paths, "epoll", |addr, paths, timeout, observe| {
+    let (epoll_order, epoll_calls) = many_requests(server.addr(), &paths, "epoll", |addr, paths, timeout, observe| {
         client::get_all(addr, paths, timeout, observe)
     })?;
 
@@ -112,7 +125,7 @@ fn demo() -> anyhow::Result<()> {
     regular_file().context("regular file")?;
 
     section(6, &format!("the same {} requests through mio", paths.len()));
-    let mio_order = many_requests(server.addr(), &paths, "mio", |addr, paths, timeout, observe| {
+    let (mio_order, _) = many_requests(server.addr(), &paths, "mio", |addr, paths, timeout, observe| {
         mio_client::get_all(addr, paths, timeout, observe)
     })?;
     if mio_order == epoll_order {
@@ -124,7 +137,22 @@ fn demo() -> anyhow::Result<()> {
              the server's threads woke in a different order"
         );
     }
-    Ok(())
+
+    section(7, "completion instead of readiness: io_uring's rings by hand");
+    let mut ring = match Ring::new(DEMO_RING) {
+        Ok(ring) => ring,
+        Err(e) => match Unavailable::from_error(&e) {
+            Some(why) => {
+                say!("uring", "io_uring is not available here ({why}): skipping sections 7 and 8");
+                return Ok(());
+            }
+            None => return Err(e).context("io_uring_setup"),
+        },
+    };
+    rings_by_hand(&mut ring).context("io_uring by hand")?;
+
+    section(8, &format!("the same {} requests as completions", paths.len()));
+    uring_requests(server.addr(), &paths, epoll_calls)
 }
 
 // ANCHOR: three_writes
@@ -157,8 +185,14 @@ fn demo_paths() -> Vec<String> {
 type GetAll = fn(SocketAddr, &[String], Duration, &mut dyn FnMut(&Step)) -> io::Result<Vec<io::Result<http::Response>>>;
 
 /// Sections 2 and 6: runs one of the clients, printing every event it
-/// handles. Returns the order in which the answers came.
-fn many_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: GetAll) -> anyhow::Result<Vec<usize>> {
+/// handles. Returns the order in which the answers came, and the system
+/// calls it made (counted for our epoll client only: mio's are its own).
+fn many_requests(
+    addr: SocketAddr,
+    paths: &[String],
+    component: &str,
+    get_all: GetAll,
+) -> anyhow::Result<(Vec<usize>, Syscalls)> {
     // The interest each client really registers, from its own constant.
     if component == "epoll" {
         say!("main", "every socket is registered once, token = request number, interest {}", client::INTEREST);
@@ -166,7 +200,7 @@ fn many_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: G
         let interest = mio_client::INTEREST;
         say!("main", "mio registers {interest:?}, always edge-triggered; its events speak portable words");
     }
-    let started = Instant::now();
+    let (before, started) = (counting::snapshot(), Instant::now());
     let mut order = Vec::new();
     let results = get_all(addr, paths, DEMO_TIMEOUT, &mut |step: &Step| {
         say!(component, "{step}");
@@ -175,7 +209,19 @@ fn many_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: G
         }
     })
     .with_context(|| format!("{component}: the event loop failed"))?;
-    let took = started.elapsed();
+    let (took, calls) = (started.elapsed(), counting::snapshot() - before);
+    check_answers(component, results, took, &order)?;
+    Ok((order, calls))
+}
+
+/// Checks that every request got its own answer (`answer i` for request
+/// `i`), and says how long they took and in which order they came.
+fn check_answers(
+    component: &str,
+    results: Vec<io::Result<http::Response>>,
+    took: Duration,
+    order: &[usize],
+) -> anyhow::Result<()> {
     let bodies: Vec<String> = results
         .into_iter()
         .map(|r| r.and_then(http::Response::into_ok_body))
@@ -196,7 +242,7 @@ fn many_requests(addr: SocketAddr, paths: &[String], component: &str, get_all: G
         took.as_millis()
     );
     say!("main", "answered in token order {order:?}: whoever was ready first");
-    Ok(order)
+    Ok(())
 }
 
 // ANCHOR: level_vs_edge
@@ -336,3 +382,162 @@ fn regular_file() -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: regular_file
+
+/// How many NOPs section 7 hands the kernel in one `io_uring_enter`
+/// (their `user_data` is 0, 1, ...).
+const NOPS: u64 = 8;
+
+/// The ring section 7 uses: an SQ with room for the whole batch of NOPs.
+const DEMO_RING: u32 = NOPS as u32;
+
+/// The `user_data` of section 7's other operations, so each completion
+/// says which operation it is.
+const READ: u64 = 100;
+const WRITE: u64 = 101;
+const TIMER: u64 = 102;
+const CANCEL: u64 = 103;
+
+/// How long section 7's TIMEOUT waits.
+const TIMER_MS: u64 = 20;
+
+/// The name of one of section 7's operations, by its `user_data`.
+fn operation(user_data: u64) -> &'static str {
+    match user_data {
+        READ => "READ",
+        WRITE => "WRITE",
+        TIMER => "TIMEOUT",
+        CANCEL => "ASYNC_CANCEL",
+        _ => "NOP",
+    }
+}
+
+/// A completion as `READ -> 11` or `TIMEOUT -> -62 (Timer expired)`.
+fn describe(done: &Completion) -> String {
+    match done.result() {
+        Ok(n) => format!("{} -> {n}", operation(done.user_data)),
+        Err(e) => format!("{} -> {} ({})", operation(done.user_data), done.res, errno_text(&e)),
+    }
+}
+
+/// `Timer expired` from `Timer expired (os error 62)`.
+fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or_default().to_string()
+}
+
+/// Takes every completion that is ready.
+fn take_all(ring: &mut Ring) -> io::Result<Vec<Completion>> {
+    let mut taken = Vec::new();
+    while let Some(done) = ring.completion()? {
+        taken.push(done);
+    }
+    Ok(taken)
+}
+
+// ANCHOR: rings_by_hand
+/// Section 7: io_uring's operations one at a time, on a pipe, so that each
+/// step is visible: batching, a read the kernel completes later into our
+/// buffer, a timer, a cancellation.
+fn rings_by_hand(ring: &mut Ring) -> io::Result<()> {
+    say!(
+        "uring",
+        "a ring with {} SQ entries and {} CQ entries, mapped into our memory",
+        ring.sq_entries(),
+        ring.cq_entries()
+    );
+
+    // Batching: many operations, one system call.
+    for nop in 0..NOPS {
+        // SAFETY: a NOP carries no address.
+        unsafe { ring.push(&Sqe::nop(nop)) }?;
+    }
+    let before = counting::snapshot();
+    let submitted = ring.submit_and_wait(NOPS as u32)?;
+    let enters = (counting::snapshot() - before).of(Syscall::IoUringEnter);
+    let done = take_all(ring)?;
+    say!(
+        "uring",
+        "{NOPS} NOPs pushed, then submit_and_wait({NOPS}): {enters} io_uring_enter submitted {submitted} and waited for {} completions",
+        done.len()
+    );
+
+    // A read the kernel completes later, into our buffer.
+    let (reader, writer) = io::pipe()?;
+    let mut buffer = vec![0u8; 64];
+    let read = Sqe::read(reader.as_fd(), buffer.as_mut_ptr(), buffer.len(), READ);
+    // SAFETY: `buffer` is neither touched nor dropped until the READ's
+    // completion is taken below (and if an error returns early, `ring` is
+    // dropped before `buffer`, and its Drop waits for the READ).
+    unsafe { ring.push(&read) }?;
+    ring.submit()?;
+    let early = ring.completion()?.map_or("none".to_string(), |done| describe(&done));
+    say!(
+        "uring",
+        "READ of an empty pipe submitted; completions now: {early}. The kernel holds the read, and our {}-byte buffer",
+        buffer.len()
+    );
+    let message = b"hello, ring";
+    // SAFETY: `message` is a static byte string.
+    unsafe { ring.push(&Sqe::write(writer.as_fd(), message.as_ptr(), message.len(), WRITE)) }?;
+    ring.submit_and_wait(2)?;
+    let done = take_all(ring)?;
+    let described: Vec<String> = done.iter().map(describe).collect();
+    say!("uring", "WRITE of {} bytes to the other end submitted; completions: {}", message.len(), described.join(", "));
+    let read_bytes = done.iter().find(|done| done.user_data == READ).map_or(Ok(0), Completion::result)? as usize;
+    let text = String::from_utf8_lossy(&buffer[..read_bytes]);
+    say!("uring", "the buffer now holds {text:?}: the kernel wrote it there after io_uring_enter had returned");
+
+    // A timer is an operation too.
+    let after = KernelTimespec::from_duration(Duration::from_millis(TIMER_MS));
+    let started = Instant::now();
+    // SAFETY: `after` lives until the TIMEOUT's completion is taken below.
+    unsafe { ring.push(&Sqe::timeout(&after, TIMER)) }?;
+    ring.submit_and_wait(1)?;
+    let expired = ring.completion()?.map_or("none".to_string(), |done| describe(&done));
+    say!(
+        "uring",
+        "TIMEOUT of {TIMER_MS} ms submitted; completion after {} ms: {expired}",
+        started.elapsed().as_millis()
+    );
+
+    // Cancelling: the operation ends with its own completion, -ECANCELED.
+    let read = Sqe::read(reader.as_fd(), buffer.as_mut_ptr(), buffer.len(), READ);
+    // SAFETY: as for the first READ.
+    unsafe { ring.push(&read) }?;
+    ring.submit()?;
+    // SAFETY: an ASYNC_CANCEL carries no address.
+    unsafe { ring.push(&Sqe::cancel(READ, CANCEL)) }?;
+    ring.submit_and_wait(2)?;
+    let done: Vec<String> = take_all(ring)?.iter().map(describe).collect();
+    say!("uring", "another READ of the empty pipe, then ASYNC_CANCEL of it: {}", done.join(", "));
+    say!("uring", "only now, with the READ's completion taken, may its buffer be reused or freed");
+    Ok(())
+}
+// ANCHOR_END: rings_by_hand
+
+/// Section 8: the same requests as section 2, as completions, and the
+/// system calls each model needed for them.
+fn uring_requests(addr: SocketAddr, paths: &[String], epoll_calls: Syscalls) -> anyhow::Result<()> {
+    say!("main", "each request: CONNECT, SEND, then RECV until end of file, one operation in flight at a time");
+    say!("main", "nothing is registered and nothing is \"ready\": the loop hears of finished operations only");
+    let (before, started) = (counting::snapshot(), Instant::now());
+    let mut order = Vec::new();
+    let results = uring_client::get_all(addr, paths, DEMO_TIMEOUT, |seen| match seen {
+        Seen::Entered { submitted, ready } => {
+            say!("uring", "io_uring_enter: submitted {submitted} operation(s), {ready} completion(s) ready");
+        }
+        Seen::Completed(step) => {
+            say!("uring", "{step}");
+            if matches!(step.outcome, StepOutcome::Answered(_)) {
+                order.push(step.token);
+            }
+        }
+    })
+    .context("io_uring: the completion loop failed")?;
+    let (took, uring_calls) = (started.elapsed(), counting::snapshot() - before);
+    check_answers("io_uring", results, took, &order)?;
+    say!("main", "system calls for the same {} requests (counted where the clients make them):", paths.len());
+    say!("main", "  epoll:    {epoll_calls}");
+    say!("main", "  io_uring: {uring_calls}");
+    Ok(())
+}

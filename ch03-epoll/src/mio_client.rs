@@ -74,13 +74,13 @@ pub fn get_all(
         poll.poll(&mut events, Some(deadline - now))?;
         for event in events.iter() {
             let Token(i) = event.token();
-            let readiness = describe(event);
+            let words = describe(event);
             let Some(request) = requests.get_mut(i).and_then(Option::as_mut) else {
-                observe(&Step { token: i, readiness, wrote: 0, read: 0, outcome: StepOutcome::Stale });
+                observe(&Step { token: i, event: words, wrote: 0, read: 0, outcome: StepOutcome::Stale });
                 continue;
             };
             let mut progress = request.advance();
-            observe(&Step::new(i, readiness, &progress));
+            observe(&Step::new(i, words, &progress));
             if let Some(result) = progress.finished.take() {
                 poll.registry().deregister(request.stream_mut())?;
                 requests[i] = None;

@@ -48,6 +48,8 @@ use std::time::{Duration, Instant};
 
 use ch01_os_threads::syscall;
 
+use crate::counting::{self, Syscall};
+
 /// A number we choose when registering a source; every [`Event`] for that
 /// source carries it back.
 ///
@@ -285,6 +287,7 @@ impl Poll {
                 Some(None) => libc::c_int::MAX, // now + timeout overflowed: as good as forever
             };
             events.list.clear();
+            counting::count(Syscall::EpollWait);
             // SAFETY: the pointer and `max_events` describe the Vec's spare
             // capacity (len is 0 after clear), so the kernel writes at most
             // `max_events` epoll_event structs into memory we own; the fd is
@@ -364,6 +367,7 @@ impl Registry {
             // required a non-null pointer, so we pass one anyway.
             None => libc::epoll_event { events: 0, u64: 0 },
         };
+        counting::count(Syscall::EpollCtl);
         // SAFETY: `event` is a valid epoll_event that lives across the call
         // (the kernel copies it and keeps no pointer to it); epoll_ctl checks
         // both fds itself and fails with EBADF/EPERM/... rather than misbehave.

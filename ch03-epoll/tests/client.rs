@@ -1,5 +1,7 @@
-//! The non-blocking clients (ours on `Poll`, and the mio one) against the
-//! embedded delay server and against tiny misbehaving servers written here.
+//! The clients (ours on `Poll`, the mio one, and the io_uring one) against
+//! the embedded delay server and against tiny misbehaving servers written
+//! here. Where io_uring is not available, its client is left out, with the
+//! reason printed.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -10,18 +12,37 @@ use std::time::Duration;
 use ch01_os_threads::delay_server::{Config, DelayServer};
 use ch01_os_threads::http::{self, Response, find_head_end};
 use ch03_epoll::http_get::{Step, StepOutcome};
+use ch03_epoll::uring::Ring;
+use ch03_epoll::uring_client::{self, Seen};
 use ch03_epoll::{client, mio_client};
+
+mod common;
 
 /// Generous: only reached if something is broken, and then it fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 type GetAll = fn(SocketAddr, &[String], Duration, &mut dyn FnMut(&Step)) -> io::Result<Vec<io::Result<Response>>>;
 
-/// Both clients, to run every test on each.
-const CLIENTS: [(&str, GetAll); 2] = [
-    ("epoll", |addr, paths, timeout, observe| client::get_all(addr, paths, timeout, observe)),
-    ("mio", |addr, paths, timeout, observe| mio_client::get_all(addr, paths, timeout, observe)),
-];
+/// Every client, to run every test on each: the io_uring one only where
+/// io_uring is available (otherwise the reason is printed, once per test).
+fn clients() -> Vec<(&'static str, GetAll)> {
+    let mut clients: Vec<(&'static str, GetAll)> = vec![
+        ("epoll", |addr, paths, timeout, observe| client::get_all(addr, paths, timeout, observe)),
+        ("mio", |addr, paths, timeout, observe| mio_client::get_all(addr, paths, timeout, observe)),
+    ];
+    if matches!(common::ring_or_skip("the io_uring client", || Ring::new(1)), Ok(Some(_))) {
+        clients.push(("io_uring", |addr, paths, timeout, observe| {
+            // Its observer also sees each io_uring_enter; the tests only
+            // look at the steps, as for the other clients.
+            uring_client::get_all(addr, paths, timeout, |seen| {
+                if let Seen::Completed(step) = seen {
+                    observe(step);
+                }
+            })
+        }));
+    }
+    clients
+}
 
 /// Runs a client and counts, per token, how often the loop reported it
 /// finished. The contract: exactly once each.
@@ -46,7 +67,7 @@ fn run(get_all: GetAll, addr: SocketAddr, paths: &[String]) -> io::Result<Vec<io
 fn every_body_arrives_exactly_once_from_the_delay_server() -> io::Result<()> {
     let server = DelayServer::start(Config::default())?;
     let paths: Vec<String> = (0..10).map(|i| http::path(10 * (10 - i), &format!("answer {i}"))).collect();
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let results = run(get_all, server.addr(), &paths)?;
         let bodies: Vec<String> =
             results.into_iter().map(|r| r.and_then(Response::into_ok_body)).collect::<Result<_, _>>()?;
@@ -87,7 +108,7 @@ fn tiny_server(
 
 #[test]
 fn a_body_sent_in_many_small_pieces_arrives_whole_and_once() -> io::Result<()> {
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let (addr, server) = tiny_server(3, |stream| {
             stream.set_nodelay(true)?; // send each piece as its own TCP segment
             let body = "pieces ".repeat(20);
@@ -113,7 +134,7 @@ fn a_server_that_answers_and_closes_at_once_is_counted_once() -> io::Result<()> 
     // The whole answer and the close arrive together: one event can carry
     // the data, the end of file and the hang-up. Later events for the same
     // socket must not produce a second answer (`run` counts).
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let (addr, server) = tiny_server(5, |stream| {
             stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfast")?;
             stream.shutdown(std::net::Shutdown::Both)
@@ -129,7 +150,7 @@ fn a_server_that_answers_and_closes_at_once_is_counted_once() -> io::Result<()> 
 
 #[test]
 fn a_server_that_closes_before_the_body_ends_is_an_error() -> io::Result<()> {
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let (addr, server) = tiny_server(1, |stream| {
             stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\ntoo short")
         })?;
@@ -145,7 +166,7 @@ fn a_server_that_closes_before_the_body_ends_is_an_error() -> io::Result<()> {
 
 #[test]
 fn a_server_that_closes_without_answering_is_an_error() -> io::Result<()> {
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let (addr, server) = tiny_server(1, |_stream| Ok(()))?;
         let mut results = run(get_all, addr, &["/silent".to_string()])?;
         let err = results.remove(0).unwrap_err();
@@ -161,7 +182,7 @@ fn a_server_that_closes_without_answering_is_an_error() -> io::Result<()> {
 fn a_refused_connection_is_a_clear_error() -> io::Result<()> {
     // Bind to get a free port, then close it: nobody listens there now.
     let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let mut results = get_all(addr, &["/1/x".to_string()], TIMEOUT, &mut |_| {})?;
         let err = results.remove(0).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{name}: {err}");
@@ -175,15 +196,18 @@ fn a_bad_address_is_a_clear_error() -> io::Result<()> {
     // The broadcast address cannot be connected to with TCP: the kernel
     // refuses at once (ENETUNREACH), before any packet is sent.
     let addr: SocketAddr = "255.255.255.255:80".parse().unwrap();
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let mut finished = 0;
         let mut results = get_all(addr, &["/1/x".to_string()], TIMEOUT, &mut |_| finished += 1)?;
         let err = results.remove(0).unwrap_err();
-        // The connect fails before any event: the request ends at once, with
-        // the kernel's reason, and the loop never waits for it.
+        // Under readiness, the connect fails before any event: the request
+        // ends at once, with the kernel's reason, and the loop never waits
+        // for it. Under io_uring the CONNECT is an operation like any other:
+        // its one completion carries the error.
         assert_eq!(err.kind(), io::ErrorKind::NetworkUnreachable, "{name}: {err}");
         assert!(err.to_string().contains("255.255.255.255:80"), "{name}: {err}");
-        assert_eq!(finished, 0, "{name}: no event was handled for a socket that never connected");
+        let steps = if name == "io_uring" { 1 } else { 0 };
+        assert_eq!(finished, steps, "{name}: steps handled for a socket that never connected");
     }
     Ok(())
 }
@@ -191,7 +215,7 @@ fn a_bad_address_is_a_clear_error() -> io::Result<()> {
 #[test]
 fn a_server_that_never_answers_times_out() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?; // accepts (the kernel does), never answers
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let mut results =
             get_all(listener.local_addr()?, &["/never".to_string()], Duration::from_millis(50), &mut |_| {})?;
         let err = results.remove(0).unwrap_err();
@@ -203,7 +227,7 @@ fn a_server_that_never_answers_times_out() -> io::Result<()> {
 #[test]
 fn a_timeout_too_long_for_the_clock_is_an_error_not_a_panic() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    for (name, get_all) in CLIENTS {
+    for (name, get_all) in clients() {
         let err = get_all(listener.local_addr()?, &["/0/x".to_string()], Duration::MAX, &mut |_| {}).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}: {err}");
     }

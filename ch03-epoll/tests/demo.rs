@@ -4,6 +4,12 @@
 use std::process::{Command, Output};
 
 use ch03_epoll::client;
+use ch03_epoll::uring::{Ring, Unavailable};
+
+/// Why io_uring is not available here, or `None` if it is.
+fn uring_unavailable() -> Option<Unavailable> {
+    Ring::new(1).err().map(|e| Unavailable::from_error(&e).unwrap_or_else(|| panic!("io_uring_setup: {e}")))
+}
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ch03-epoll"))
@@ -54,6 +60,28 @@ fn the_demo_runs_and_shows_each_section() {
 
     // 5. the regular file is refused with EPERM.
     assert!(stdout.contains("refused: Operation not permitted"), "{stdout}");
+
+    // 7 and 8, or one line saying why not.
+    if let Some(why) = uring_unavailable() {
+        assert!(stdout.contains(&format!("io_uring is not available here ({why})")), "{stdout}");
+        return;
+    }
+    assert!(stdout.contains("8 NOPs pushed, then submit_and_wait(8): 1 io_uring_enter submitted 8"), "{stdout}");
+    assert!(stdout.contains("READ of an empty pipe submitted; completions now: none."), "{stdout}");
+    assert!(stdout.contains("completions: WRITE -> 11, READ -> 11"), "{stdout}");
+    assert!(stdout.contains("the buffer now holds \"hello, ring\""), "{stdout}");
+    assert!(stdout.contains("TIMEOUT -> -62 (Timer expired)"), "{stdout}");
+    assert!(stdout.contains("ASYNC_CANCEL -> 0") && stdout.contains("READ -> -125 (Operation canceled)"), "{stdout}");
+    for i in 0..10 {
+        let answered = format!("answered \"answer {i}\"");
+        let count = stdout.lines().filter(|l| l.starts_with("[uring]") && l.ends_with(&answered)).count();
+        assert_eq!(count, 1, "[uring] answer {i}\n{stdout}");
+    }
+    // The first io_uring_enter carries all ten CONNECTs and the deadline.
+    assert!(stdout.contains("io_uring_enter: submitted 11 operation(s)"), "{stdout}");
+    let calls = |model: &str| stdout.lines().find(|l| l.contains(model)).unwrap_or_default().to_string();
+    assert!(calls("  epoll:    ").contains("epoll_ctl 20"), "{stdout}");
+    assert!(calls("  io_uring: ").contains("socket 10, close 10, io_uring_enter"), "{stdout}");
 }
 
 #[test]
@@ -74,7 +102,14 @@ fn a_tiny_bench_runs_against_a_child_server() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("delay server in child process"), "{stdout}");
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" 3/3 | ")).collect();
-    assert_eq!(rows.len(), 3, "three approaches, every request answered:\n{stdout}");
+    let approaches = if uring_unavailable().is_some() { 3 } else { 4 };
+    assert_eq!(rows.len(), approaches, "every approach, every request answered:\n{stdout}");
+    // Our two clients count their system calls; the others show "-".
+    for row in rows {
+        let counted = row.starts_with("epoll") || row.starts_with("io_uring");
+        let syscalls = row.split(" | ").nth(5).unwrap_or_default().trim();
+        assert_eq!(syscalls.parse::<f64>().is_ok(), counted, "{row}");
+    }
 }
 
 #[test]
@@ -85,8 +120,10 @@ fn a_tiny_bench_with_json_prints_only_json_lines() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.iter().all(|l| l.starts_with(r#"{"chapter":"ch03","metric":"#) && l.ends_with('}')), "{stdout}");
     assert!(lines[0].contains(r#""metric":"machine""#), "the machine comes first:\n{stdout}");
-    // Six figures per approach (wall, CPU, peak RSS, RSS rise, answered, overflows).
-    assert_eq!(lines.len(), 1 + 3 * 6, "{stdout}");
+    // Six figures per approach (wall, CPU, peak RSS, RSS rise, answered,
+    // overflows), and system calls per request for our two clients.
+    let (approaches, counted) = if uring_unavailable().is_some() { (3, 1) } else { (4, 2) };
+    assert_eq!(lines.len(), 1 + approaches * 6 + counted, "{stdout}");
     for approach in ["epoll, 1 thread", "mio, 1 thread", "thread per request"] {
         let answered = format!(r#""metric":"{approach} N=3: answered (worst run)","value":3,"unit":"count""#);
         assert!(stdout.contains(&answered), "{approach}\n{stdout}");

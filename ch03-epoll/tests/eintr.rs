@@ -13,7 +13,7 @@
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -21,36 +21,11 @@ use std::time::Duration;
 use ch03_epoll::poll::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{blocked_in_epoll_wait, wait_until};
-
-/// How many SIGUSR1s the handler has seen.
-static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
-
-/// The handler: only an atomic add, which is async-signal-safe.
-extern "C" fn count_signal(_signal: libc::c_int) {
-    SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Installs `count_signal` for SIGUSR1 *without* `SA_RESTART`, so the kernel
-/// does not hide the interruption from us. (`epoll_wait` is never restarted
-/// automatically anyway; see `man 7 signal`.)
-fn install_handler() -> io::Result<()> {
-    // SAFETY: `sigaction` is plain data for which all-zero bytes are valid
-    // (no handler, empty mask, no flags); we fill in the fields we need.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    action.sa_flags = 0;
-    // SAFETY: `action.sa_mask` is a valid sigset_t we own.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: `action` is fully initialised and the handler only does an
-    // async-signal-safe atomic add; passing null for the old action is allowed.
-    ch01_os_threads::syscall!(unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) })?;
-    Ok(())
-}
+use common::{SIGNALS_HANDLED, blocked_in_epoll_wait, install_signal_counter, wait_until};
 
 #[test]
 fn a_signal_during_epoll_wait_is_not_an_error() -> io::Result<()> {
-    install_handler()?;
+    install_signal_counter()?;
     let (mut writer, reader) = UnixStream::pair()?;
     let mut poll = Poll::new()?;
     poll.registry().register(&reader, Token(1), Interest::READABLE)?;

@@ -22,3 +22,6 @@ pub mod oneshot_echo;
 
 #[cfg_attr(feature = "solution", path = "../solutions/background_read.rs")]
 pub mod background_read;
+
+#[cfg_attr(feature = "solution", path = "../solutions/ring_read.rs")]
+pub mod ring_read;

@@ -26,6 +26,9 @@
 //!   solution finishes in well under a second; the limit only turns a wait
 //!   that never ends (a lost wake-up, a blocking call) into a verdict instead
 //!   of a frozen terminal. It is never used to judge speed.
+//! - `SKIP`: the check could not run on this machine, which lacks (or
+//!   refuses) something it needs, such as io_uring; it ended with
+//!   [`skip`] and the reason. Not a failure.
 //!
 //! For checks that poll futures by hand, [`wakes::Wakes`] is a waker that
 //! counts its wakes (chapters 5 and 6 use it).
@@ -61,6 +64,19 @@ macro_rules! ensure {
         }
     };
 }
+
+/// Ends a check that cannot run on this machine (a kernel feature it needs
+/// is missing or refused) before it runs the learner's code: the verdict
+/// is `SKIP` with `reason`, which does not count as a failure.
+/// `return skip(format!("io_uring is not available here: {why}"));`
+pub fn skip(reason: impl Into<String>) -> Verdict {
+    let reason = reason.into();
+    *SKIPPED.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
+    Err(reason)
+}
+
+/// The reason given to [`skip`] by the check running now.
+static SKIPPED: Mutex<Option<String>> = Mutex::new(None);
 
 /// One exercise of a chapter, as its check binary lists it.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +137,8 @@ pub enum Outcome {
     Panic(String),
     /// Still running after this long.
     Hang(Duration),
+    /// Not run on this machine, for this reason (see [`skip`]).
+    Skip(String),
 }
 
 impl Outcome {
@@ -131,6 +149,7 @@ impl Outcome {
             Outcome::Todo(_) => "TODO",
             Outcome::Fail(_) | Outcome::Panic(_) => "FAIL",
             Outcome::Hang(_) => "HANG",
+            Outcome::Skip(_) => "SKIP",
         }
     }
 
@@ -146,6 +165,7 @@ impl Outcome {
                  event that never comes: a lost wake-up, a call that blocks, or a loop that never ends",
                 limit.as_secs()
             )),
+            Outcome::Skip(why) => Some(format!("skipped on this machine: {why}")),
         }
     }
 }
@@ -209,6 +229,7 @@ fn record_panics() {
 pub fn run(exercise: &Exercise, limit: Duration) -> Outcome {
     record_panics();
     *RECORDED.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+    *SKIPPED.lock().unwrap_or_else(PoisonError::into_inner) = None;
     let (done, finished) = mpsc::channel();
     let check = exercise.check;
     let spawned = thread::Builder::new().name(format!("check {}", exercise.name)).spawn(move || {
@@ -219,6 +240,10 @@ pub fn run(exercise: &Exercise, limit: Duration) -> Outcome {
     }
     let result = finished.recv_timeout(limit);
     let panics = RECORDED.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
+    let skipped = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let (Ok(Ok(Err(_))), Some(why)) = (&result, skipped) {
+        return Outcome::Skip(why);
+    }
     let todo = panics.iter().find(|p| p.is_todo());
     match result {
         Ok(Ok(Ok(()))) => Outcome::Pass,
@@ -261,8 +286,8 @@ USAGE:
     --list          the exercises: number, name, title
     --help          this text
 
-Exit code 0 when every exercise checked passes, 1 when one does not, 2 for
-a mistyped command.
+Exit code 0 when every exercise checked passes (or is skipped: this machine
+cannot run it), 1 when one does not, 2 for a mistyped command.
 ";
 
 /// The check binary's `main`: runs the exercises named on the command line
@@ -302,7 +327,7 @@ pub fn main(chapter: &Chapter) -> ExitCode {
         chapter.dir(),
         chapter.page()
     );
-    let mut passed = 0;
+    let (mut passed, mut skipped) = (0, 0);
     let mut next = None;
     for &(n, exercise) in &chosen {
         let outcome = run(exercise, TIME_LIMIT);
@@ -311,13 +336,20 @@ pub fn main(chapter: &Chapter) -> ExitCode {
             for line in wrap(&why, 100 - INDENT.len(), "").lines() {
                 show!("{INDENT}{line}");
             }
-            next.get_or_insert((n, exercise.name));
-        } else {
-            passed += 1;
+        }
+        match outcome {
+            Outcome::Pass => passed += 1,
+            Outcome::Skip(_) => skipped += 1,
+            _ => {
+                next.get_or_insert((n, exercise.name));
+            }
         }
     }
     let (number, dir, package) = (chapter.number, chapter.dir(), chapter.package);
-    let summary = format!("{passed} of {} passed.", chosen.len());
+    let summary = match skipped {
+        0 => format!("{passed} of {} passed.", chosen.len()),
+        _ => format!("{passed} of {} passed, {skipped} skipped (this machine cannot run it).", chosen.len()),
+    };
     match next {
         Some((n, name)) => {
             show!("{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs; then run this again.");
@@ -332,6 +364,10 @@ pub fn main(chapter: &Chapter) -> ExitCode {
             match following {
                 Some((n, name)) => show!(
                     "{summary} Next: exercise {number}.{n}, in {dir}/{name}.rs (check it: cargo run -p {package} -- {n})."
+                ),
+                None if chosen.len() == chapter.exercises.len() && skipped > 0 => show!(
+                    "{summary} Every exercise this machine can run is done. The reference solutions: {}",
+                    chapter.solutions()
                 ),
                 None if chosen.len() == chapter.exercises.len() => show!(
                     "{summary} Chapter {number}'s exercises are done! The reference solutions, to compare: {}",
@@ -397,6 +433,16 @@ mod tests {
         let outcome = run(|| panic!("index out of bounds"), TIME_LIMIT);
         let Outcome::Panic(what) = &outcome else { panic!("expected FAIL, got {outcome:?}") };
         assert!(what.starts_with("index out of bounds (at exercises/harness/src/lib.rs:"), "{what}");
+    }
+
+    #[test]
+    fn a_skipped_check_says_why_and_is_no_failure() {
+        let outcome = run(|| skip("io_uring is not available here"), TIME_LIMIT);
+        assert_eq!(outcome, Outcome::Skip("io_uring is not available here".into()));
+        assert_eq!(outcome.label(), "SKIP");
+        assert_eq!(outcome.explanation().unwrap(), "skipped on this machine: io_uring is not available here");
+        // The next check starts afresh: an Err of its own is a failure.
+        assert_eq!(run(|| Err("wrong".into()), TIME_LIMIT), Outcome::Fail("wrong".into()));
     }
 
     #[test]

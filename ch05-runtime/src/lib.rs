@@ -80,6 +80,7 @@ pub mod task;
 pub mod time;
 mod timers;
 pub mod trace;
+pub mod uring;
 pub mod waker;
 
 pub use coop::yield_now;

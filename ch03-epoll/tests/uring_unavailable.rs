@@ -5,71 +5,26 @@
 //! containers do: a seccomp filter, installed in a child process just
 //! before it starts the program, makes `io_uring_setup` fail with `EPERM`
 //! (Docker's default profile) or `ENOSYS` (gVisor, old kernels). The
-//! filter only touches the child; this process keeps its io_uring.
+//! filter only touches the child; this process keeps its io_uring
+//! (`ch03_epoll::uring::refuse`).
 //!
 //! x86-64 only: a seccomp filter checks the CPU architecture by number.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use ch03_epoll::uring::refuse::command_refusing_io_uring;
 use ch03_epoll::uring::{Ring, Sqe, Unavailable};
 
 mod common;
 use common::ring_or_skip;
 
-/// `AUDIT_ARCH_X86_64` (`include/uapi/linux/audit.h`: `EM_X86_64 |
-/// __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`): what a seccomp filter sees as
-/// the architecture of a 64-bit x86 system call. libc does not have it.
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-
-/// A seccomp program (classic BPF) that fails `io_uring_setup` with `errno`
-/// and allows everything else. It reads `struct seccomp_data`: the system
-/// call's number at offset 0, the architecture at offset 4.
-fn refuse_io_uring(errno: i32) -> Vec<libc::sock_filter> {
-    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
-    let (load, jump_if_equal, ret) = (
-        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-        libc::BPF_RET | libc::BPF_K,
-    );
-    vec![
-        op(load, 4, 0, 0),                                        // the architecture
-        op(jump_if_equal, AUDIT_ARCH_X86_64, 1, 0),               // x86-64: go on; else...
-        op(ret, libc::SECCOMP_RET_ALLOW, 0, 0),                   // ...allow (numbers differ per architecture)
-        op(load, 0, 0, 0),                                        // the system call's number
-        op(jump_if_equal, libc::SYS_io_uring_setup as u32, 0, 1), // io_uring_setup: next, else skip it
-        op(ret, libc::SECCOMP_RET_ERRNO | errno as u32, 0, 0),    // fail it with errno
-        op(ret, libc::SECCOMP_RET_ALLOW, 0, 0),                   // everything else runs
-    ]
-}
-
 /// Runs `program args` with `io_uring_setup` refused with `errno`; `None`
 /// (after saying why) where this machine does not let us install a
 /// seccomp filter: then the test has nothing to prove and passes.
 fn run_refusing_io_uring(program: &str, args: &[&str], errno: i32) -> Option<Output> {
-    // Built before the fork: the child must not allocate between fork and exec.
-    let filter = refuse_io_uring(errno);
-    let mut command = Command::new(program);
-    command.args(args).env_remove("DELAY_SERVER");
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: it makes two `prctl` system
-    // calls and reads nothing but `filter`, its own copy after the fork.
-    unsafe {
-        command.pre_exec(move || {
-            let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-            // Without "no new privileges", an unprivileged process may not
-            // install a filter (so a setuid program cannot be tricked).
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const program) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    match command.output() {
+    match command_refusing_io_uring(program, errno).args(args).env_remove("DELAY_SERVER").output() {
         Ok(output) => Some(output),
         Err(e) => {
             let _ = writeln!(io::stderr(), "skipped: cannot install a seccomp filter here ({e})");

@@ -237,6 +237,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             format!("skipping {} GETs: the open-files limit {limit} is too low (raise `ulimit -Hn`)", sizes.gets);
         say_aside(json, "main", &skip);
     }
+    let uring =
+        if gets_fit { crate::bench_uring::table(sizes.gets, sizes.delay_ms, &mut figures, json)? } else { None };
     if json {
         print!("{}", figures.to_json_lines());
         return Ok(());
@@ -252,6 +254,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
          chapter's async one, in a child process of its own."
     );
     print!("{}", report::wrap(&legend, 100, ""));
+    if let Some(uring) = uring {
+        print!("\n{uring}{}", crate::bench_uring::legend());
+    }
     Ok(())
 }
 
@@ -412,6 +417,9 @@ pub fn run_one(args: &[String]) -> anyhow::Result<()> {
     let (n, delay): (usize, u64) = (n.parse()?, delay.parse()?);
     sys::raise_open_files_limit()?;
     let path = http::path(delay, "x");
+    if let Some(uring) = how.strip_prefix("uring-").filter(|_| what == "gets") {
+        return crate::bench_uring::run_one(uring, n, &path, addr);
+    }
     let flavor = Flavor::from_id(how);
     let sample = bench_kit::measure_run(|| {
         let answered = match (what.as_str(), how.as_str(), flavor, addr) {

@@ -21,6 +21,8 @@
 //! `serve` runs the async delay server; `bench` (with `--release`) measures.
 
 mod bench;
+mod bench_uring;
+mod completion_demo;
 mod fairness;
 mod std_only;
 
@@ -195,6 +197,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
     other_runtimes(addr, &tracer)?;
     loose_coupling(addr, &tracer)?;
     fairness::part(addr, &tracer)?;
+    completion_demo::part(addr, &tracer)?;
     Ok(())
 }
 

@@ -89,6 +89,8 @@
 //! [`Unavailable::from_error`] says why in one line.
 
 mod ops;
+#[cfg(target_arch = "x86_64")]
+pub mod refuse;
 pub mod sys;
 
 use std::fmt;

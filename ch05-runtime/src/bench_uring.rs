@@ -43,90 +43,78 @@ pub fn table(gets: usize, delay_ms: u64, figures: &mut Figures, json: bool) -> a
     let (n, delay, addr) = (gets.to_string(), delay_ms.to_string(), server.addr.to_string());
     let mut columns = Vec::new();
     for (how, _) in HOW {
-        let mut samples = Vec::new();
+        let mut runs = Vec::new();
         for run in 1..=RUNS {
             progress.start(&format!("gets {how} {n} run {run}/{RUNS}"));
             let args = ["gets", how, &n, &delay, &addr].map(String::from);
             let (sample, lines) = bench_kit::run_in_child_with_lines(&args)?;
             let counts = lines.iter().find_map(|line| line.strip_prefix(COUNTS)).map(parse_counts).transpose()?;
-            samples.push((sample, counts));
+            runs.push(Run { sample, counts });
             progress.finish_step();
         }
-        columns.push(Column::from_runs(how, gets, &samples, figures));
+        columns.push(column(how, gets, &runs, figures));
     }
     progress.clear();
     say_aside(json, "main", &format!("the io_uring table's GETs went to the {}", server.describe()));
 
-    let mut table = Table::new(&[
-        format!("{gets} GETs at once, {delay_ms} ms each"),
-        HOW[0].1.into(),
-        HOW[1].1.into(),
-        HOW[2].1.into(),
-    ]);
-    let cells = |f: fn(&Column) -> String| columns.iter().map(f).collect::<Vec<_>>();
-    let rows: [(&str, fn(&Column) -> String); 5] = [
-        ("wall", |c| c.wall.clone()),
-        ("CPU time", |c| c.cpu.clone()),
-        ("memory per request", |c| c.memory.clone()),
-        ("system calls per request (the driver's)", |c| c.syscalls.clone()),
-        ("io_uring operations per request", |c| c.operations.clone()),
-    ];
-    for (label, cell) in rows {
+    let mut header = vec![format!("{gets} GETs at once, {delay_ms} ms each")];
+    header.extend(HOW.map(|(_, title)| title.to_string()));
+    let mut table = Table::new(&header);
+    for (i, label) in ROWS.iter().enumerate() {
         let mut row = vec![label.to_string()];
-        row.extend(cells(cell));
+        row.extend(columns.iter().map(|column| column[i].clone()));
         table.row(&row);
     }
     Ok(Some(table))
 }
 
-/// One column's cells, from its runs' medians.
-struct Column {
-    wall: String,
-    cpu: String,
-    memory: String,
-    syscalls: String,
-    operations: String,
+/// The rows, in the order [`column`] fills them.
+const ROWS: [&str; 5] = [
+    "wall",
+    "CPU time",
+    "memory per request",
+    "system calls per request (the driver's)",
+    "io_uring operations per request",
+];
+
+/// One run in a child: its sample, and the driver's counts if it printed them.
+struct Run {
+    sample: Sample,
+    counts: Option<[u64; 4]>,
 }
 
-impl Column {
-    fn from_runs(how: &str, gets: usize, samples: &[(Sample, Option<[u64; 4]>)], figures: &mut Figures) -> Column {
-        let median = |f: &dyn Fn(&(Sample, Option<[u64; 4]>)) -> u64| {
-            report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or_default()
-        };
-        let wall = Duration::from_nanos(median(&|(s, _)| s.wall.as_nanos() as u64));
-        let cpu = Duration::from_nanos(median(&|(s, _)| s.cpu.as_nanos() as u64));
-        let memory = median(&|(s, _)| s.rss_rise) / gets.max(1) as u64;
-        let failed: usize = samples.iter().map(|(s, _)| gets - s.outcome.answered).sum();
-        let name = format!("{gets} gets, {how}");
+/// One column's cells (see [`ROWS`]), from its runs' medians.
+fn column(how: &str, gets: usize, runs: &[Run], figures: &mut Figures) -> [String; 5] {
+    let median = |f: fn(&Run) -> u64| report::median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or_default();
+    let wall = Duration::from_nanos(median(|run| run.sample.wall.as_nanos() as u64));
+    let cpu = Duration::from_nanos(median(|run| run.sample.cpu.as_nanos() as u64));
+    let memory = median(|run| run.sample.rss_rise) / gets.max(1) as u64;
+    let failed: usize = runs.iter().map(|run| gets - run.sample.outcome.answered).sum();
+    let name = format!("{gets} gets, {how}");
+    figures
+        .time(&format!("{name}: wall"), wall)
+        .time(&format!("{name}: CPU time"), cpu)
+        .bytes(&format!("{name}: memory per request"), memory)
+        .number(&format!("{name}: failed"), failed as f64, "count");
+    let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
+    let (syscalls, operations) = if runs.iter().all(|run| run.counts.is_some()) {
+        let per = |f: fn(&Run) -> u64| median(f) as f64 / gets.max(1) as f64;
+        let enters = per(|run| run.counts.map_or(0, |c| c[0]));
+        let wakeups = per(|run| run.counts.map_or(0, |c| c[1]));
+        let operations = per(|run| run.counts.map_or(0, |c| c[2]));
+        let cancels = per(|run| run.counts.map_or(0, |c| c[3]));
         figures
-            .time(&format!("{name}: wall"), wall)
-            .time(&format!("{name}: CPU time"), cpu)
-            .bytes(&format!("{name}: memory per request"), memory)
-            .number(&format!("{name}: failed"), failed as f64, "count");
-        let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
-        let per = |i: usize| median(&|(_, c)| c.map_or(0, |c| c[i])) as f64 / gets.max(1) as f64;
-        let counted = samples.iter().all(|(_, counts)| counts.is_some());
-        let (syscalls, operations) = if counted {
-            let (enters, wakeups, operations, cancels) = (per(0), per(1), per(2), per(3));
-            figures
-                .number(&format!("{name}: io_uring_enter per request"), enters, "count")
-                .number(&format!("{name}: eventfd writes per request"), wakeups, "count")
-                .number(&format!("{name}: operations per request"), operations, "count");
-            (
-                format!("io_uring_enter {enters:.2}, eventfd write {wakeups:.2}"),
-                format!("{operations:.1}, and {cancels:.1} ASYNC_CANCEL"),
-            )
-        } else {
-            ("-".to_string(), "-".to_string())
-        };
-        Column {
-            wall: report::duration(wall) + &failed,
-            cpu: report::duration(cpu),
-            memory: report::bytes(memory),
-            syscalls,
-            operations,
-        }
-    }
+            .number(&format!("{name}: io_uring_enter per request"), enters, "count")
+            .number(&format!("{name}: eventfd writes per request"), wakeups, "count")
+            .number(&format!("{name}: operations per request"), operations, "count");
+        (
+            format!("io_uring_enter {enters:.2}, eventfd write {wakeups:.2}"),
+            format!("{operations:.1}, and {cancels:.1} ASYNC_CANCEL"),
+        )
+    } else {
+        ("-".to_string(), "-".to_string())
+    };
+    [report::duration(wall) + &failed, report::duration(cpu), report::bytes(memory), syscalls, operations]
 }
 
 /// `enters wakeups operations cancels`, as a child printed them.

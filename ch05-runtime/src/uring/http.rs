@@ -38,7 +38,7 @@ async fn exchange(addr: SocketAddr, request: Vec<u8>, what: &str, limits: Timeou
         .await
         .and_then(|connected| connected)
         .map_err(|e| connect_error(addr, e))?;
-    let (sent, _request) = stream.write_all(request).await; // the bytes come back, unused
+    let (sent, _) = stream.write_all(request).await; // the bytes come back; dropped at once
     sent.map_err(|e| context(addr, what, e))?;
 
     // `Connection: close`: the answer is everything until the server closes.

@@ -151,8 +151,10 @@ struct Table {
     ops: HashMap<u64, Lifecycle>,
     /// The id the next operation gets.
     next_id: u64,
-    /// Ids of `Queued` operations, in the order they were submitted.
-    to_submit: Vec<u64>,
+    /// The SQEs of `Queued` operations, in the order they were submitted
+    /// (kept here, not in their entries, so that an entry stays small:
+    /// thousands of them wait at once).
+    to_submit: Vec<Sqe>,
     /// Ids of `Abandoned` operations to send an ASYNC_CANCEL for.
     to_cancel: Vec<u64>,
     /// The driver is about to wait, or waits, in `io_uring_enter`: a new
@@ -166,8 +168,6 @@ enum Lifecycle {
     /// Submitted by its future, not yet pushed onto the ring: the kernel
     /// has not seen it, so dropping the future frees its memory at once.
     Queued {
-        /// The entry the driver will push.
-        sqe: Sqe,
         /// The task to wake when it completes (the latest poll's).
         waker: Option<Waker>,
     },
@@ -198,7 +198,7 @@ enum Lifecycle {
 impl fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Lifecycle::Queued { sqe, .. } => write!(f, "Queued({})", sqe.name()),
+            Lifecycle::Queued { .. } => f.write_str("Queued"),
             Lifecycle::InFlight { name, .. } => write!(f, "InFlight({name})"),
             Lifecycle::Done { res } => write!(f, "Done({res})"),
             Lifecycle::Abandoned { name, .. } => write!(f, "Abandoned({name})"),
@@ -366,8 +366,8 @@ impl Driver {
         let id = table.next_id;
         table.next_id += 1;
         sqe.user_data = id;
-        table.ops.insert(id, Lifecycle::Queued { sqe, waker: None });
-        table.to_submit.push(id);
+        table.ops.insert(id, Lifecycle::Queued { waker: None });
+        table.to_submit.push(sqe);
         let wake = table.take_asleep();
         drop(table);
         self.counters.operations.fetch_add(1, Ordering::Relaxed);
@@ -561,13 +561,13 @@ impl Table {
     /// queued operation (now in flight), then an ASYNC_CANCEL for each
     /// abandoned one; and the note that it is going to sleep.
     fn take_requests(&mut self, round: &mut Round) {
-        for id in self.to_submit.drain(..) {
-            let Some(entry) = self.ops.get_mut(&id) else {
-                continue; // its future was dropped while it was queued
-            };
-            if let Lifecycle::Queued { sqe, waker } = entry {
-                let sqe = *sqe;
-                *entry = Lifecycle::InFlight { name: sqe.name(), waker: waker.take() };
+        for sqe in self.to_submit.drain(..) {
+            // Gone: its future was dropped while it was queued.
+            if let Some(entry) = self.ops.get_mut(&sqe.user_data)
+                && let Lifecycle::Queued { waker } = entry
+            {
+                let waker = waker.take();
+                *entry = Lifecycle::InFlight { name: sqe.name(), waker };
                 round.to_push.push((sqe, false));
             }
         }
@@ -668,8 +668,8 @@ mod tests {
     fn each_state_frees_memory_exactly_when_the_kernel_is_done_with_it() {
         let mut table = Table::default();
         for id in 0..4 {
-            table.ops.insert(id, Lifecycle::Queued { sqe: Sqe { user_data: id, ..sqe(27) }, waker: None });
-            table.to_submit.push(id);
+            table.ops.insert(id, Lifecycle::Queued { waker: None });
+            table.to_submit.push(Sqe { user_data: id, ..sqe(27) });
         }
         table.ops.remove(&3); // dropped while queued: never pushed
         let mut round = Round::default();

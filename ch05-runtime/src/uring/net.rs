@@ -158,13 +158,17 @@ impl AsFd for TcpStream {
 impl TcpStream {
     // ANCHOR: read_to_end
     /// Reads until the peer closes its side, appending to `buf`; hands it
-    /// back with how many bytes were added. Before each read it makes room
-    /// for [`READ_CHUNK`] more bytes: the kernel needs the buffer *before*
-    /// the data arrives, so a task waiting for its answer holds that much.
+    /// back with how many bytes were added. Before a read it makes room for
+    /// [`READ_CHUNK`] more bytes, unless half of that is still free: the
+    /// kernel needs the buffer *before* the data arrives, so a task waiting
+    /// for its answer holds that much. (A long stream still reads in big
+    /// pieces: `reserve` doubles the `Vec` as it grows.)
     pub async fn read_to_end(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let start = buf.len();
         loop {
-            buf.reserve(READ_CHUNK);
+            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+                buf.reserve(READ_CHUNK);
+            }
             let (result, back) = self.read(buf).await;
             buf = back;
             match result {

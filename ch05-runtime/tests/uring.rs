@@ -269,6 +269,19 @@ fn a_timeout_ends_a_future_that_never_finishes_and_lets_one_that_does() -> io::R
     Ok(())
 }
 
+#[test]
+fn a_sleep_too_long_for_an_instant_waits_instead_of_failing() -> io::Result<()> {
+    if !uring_or_skip("very long sleep")? {
+        return Ok(());
+    }
+    let runtime = Runtime::new()?;
+    // Its TIMEOUT gets the longest timespec there is; the kernel must
+    // accept it and wait, so the short timeout wins the race.
+    let raced = runtime.block_on(uring::time::timeout(Duration::from_millis(10), uring::time::sleep(Duration::MAX)));
+    assert_eq!(raced.as_ref().map_err(io::Error::kind).err(), Some(io::ErrorKind::TimedOut), "{raced:?}");
+    Ok(())
+}
+
 /// A server that accepts and never answers.
 fn silent_server() -> io::Result<TcpListener> {
     TcpListener::bind(loopback())

@@ -255,11 +255,11 @@ impl std::ops::Sub for Stats {
     /// and `parked`, are the later snapshot's).
     fn sub(self, earlier: Stats) -> Stats {
         Stats {
-            enters: self.enters - earlier.enters,
-            wakeups: self.wakeups - earlier.wakeups,
-            operations: self.operations - earlier.operations,
-            abandoned: self.abandoned - earlier.abandoned,
-            cancels: self.cancels - earlier.cancels,
+            enters: self.enters.saturating_sub(earlier.enters),
+            wakeups: self.wakeups.saturating_sub(earlier.wakeups),
+            operations: self.operations.saturating_sub(earlier.operations),
+            abandoned: self.abandoned.saturating_sub(earlier.abandoned),
+            cancels: self.cancels.saturating_sub(earlier.cancels),
             ..self
         }
     }

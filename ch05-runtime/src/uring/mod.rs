@@ -95,7 +95,7 @@ pub mod http;
 pub mod net;
 pub mod time;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -121,6 +121,14 @@ const SQ_ENTRIES: u32 = 1024;
 /// in on the next round (`IORING_FEAT_NODROP`), so none is lost. 16 384
 /// CQEs are 256 KiB.
 const CQ_ENTRIES: u32 = 16_384;
+
+/// The most operations one round of the driver takes from the queue. A
+/// burst of submissions (ten thousand tasks starting at once) then goes to
+/// the kernel in pieces, with the completions taken and their tasks woken
+/// between two pieces, instead of every task waiting until the last of
+/// them has been submitted. The same rule as the executor's intervals: no
+/// source of work is left waiting for another to run dry.
+const BATCH: usize = SQ_ENTRIES as usize;
 
 /// The `user_data` of the driver's own eventfd READ. Operations use ids
 /// counted up from 0, so neither reserved value is ever one of theirs.
@@ -154,7 +162,7 @@ struct Table {
     /// The SQEs of `Queued` operations, in the order they were submitted
     /// (kept here, not in their entries, so that an entry stays small:
     /// thousands of them wait at once).
-    to_submit: Vec<Sqe>,
+    to_submit: VecDeque<Sqe>,
     /// Ids of `Abandoned` operations to send an ASYNC_CANCEL for.
     to_cancel: Vec<u64>,
     /// The driver is about to wait, or waits, in `io_uring_enter`: a new
@@ -367,7 +375,7 @@ impl Driver {
         table.next_id += 1;
         sqe.user_data = id;
         table.ops.insert(id, Lifecycle::Queued { waker: None });
-        table.to_submit.push(sqe);
+        table.to_submit.push_back(sqe);
         let wake = table.take_asleep();
         drop(table);
         self.counters.operations.fetch_add(1, Ordering::Relaxed);
@@ -452,8 +460,9 @@ impl Driver {
     ///
     /// ```text
     /// loop {
-    ///     take the queued ids and the cancels, note "asleep"     (under the lock)
-    ///     push their SQEs; io_uring_enter: submit, sleep until a completion
+    ///     take up to BATCH queued SQEs and the cancels; if that was all, note "asleep"   (under the lock)
+    ///     push them; io_uring_enter: submit, and sleep until a completion
+    ///         (or, if more is queued, only take the completions that are ready)
     ///     take every completion                                   (no lock: the ring is ours)
     ///     settle them: Done + take the waker, or free an Abandoned op's memory   (under the lock)
     ///     free that memory, call those wakers                     (outside the lock)
@@ -472,7 +481,7 @@ impl Driver {
                 // and nothing else reads or writes it.
                 wake_read_posted = unsafe { push(&mut ring, &read) }.is_ok();
             }
-            self.table().take_requests(&mut round);
+            let more_queued = self.table().take_requests(&mut round);
             for (sqe, is_cancel) in round.to_push.drain(..) {
                 // SAFETY: an operation's SQE points into memory its `Op`
                 // owns and hands to the table if dropped (`abandon`): it
@@ -487,10 +496,14 @@ impl Driver {
                 }
             }
             if logging() {
-                say!("uring", "io_uring_enter: submit {} SQE(s), sleep until a completion", ring.queued());
+                let then = if more_queued { "take what is ready" } else { "sleep until a completion" };
+                say!("uring", "io_uring_enter: submit {} SQE(s), {then}", ring.queued());
             }
             let before = counting::snapshot().of(Syscall::IoUringEnter);
-            if let Err(e) = ring.submit_and_wait(1) {
+            // More waits in the queue: submit this piece without waiting,
+            // settle what completed, then take the next piece.
+            let entered = if more_queued { ring.submit() } else { ring.submit_and_wait(1) };
+            if let Err(e) = entered {
                 // Not expected (EBADR: the kernel dropped completions for
                 // want of memory). Say it, and do not spin if it repeats.
                 eprintln!("[uring] io_uring_enter failed: {e}");
@@ -557,11 +570,13 @@ impl Table {
     }
 
     // ANCHOR: take_requests
-    /// The driver's side, before it pushes and waits: the SQEs of every
-    /// queued operation (now in flight), then an ASYNC_CANCEL for each
-    /// abandoned one; and the note that it is going to sleep.
-    fn take_requests(&mut self, round: &mut Round) {
-        for sqe in self.to_submit.drain(..) {
+    /// The driver's side, before it pushes and waits: the SQEs of up to
+    /// [`BATCH`] queued operations (now in flight), then an ASYNC_CANCEL
+    /// for each abandoned one. Returns whether more operations are queued;
+    /// if none are, notes that the driver is going to sleep.
+    fn take_requests(&mut self, round: &mut Round) -> bool {
+        let batch = self.to_submit.len().min(BATCH);
+        for sqe in self.to_submit.drain(..batch) {
             // Gone: its future was dropped while it was queued.
             if let Some(entry) = self.ops.get_mut(&sqe.user_data)
                 && let Lifecycle::Queued { waker } = entry
@@ -577,9 +592,13 @@ impl Table {
                 round.to_push.push((Sqe::cancel(id, CANCEL), true));
             }
         }
+        if !self.to_submit.is_empty() {
+            return true; // the driver comes back for them without sleeping
+        }
         // From here until the driver takes the lock again, a new request
         // must wake it: it may already be asleep in io_uring_enter.
         self.asleep = true;
+        false
     }
     // ANCHOR_END: take_requests
 
@@ -669,11 +688,11 @@ mod tests {
         let mut table = Table::default();
         for id in 0..4 {
             table.ops.insert(id, Lifecycle::Queued { waker: None });
-            table.to_submit.push(Sqe { user_data: id, ..sqe(27) });
+            table.to_submit.push_back(Sqe { user_data: id, ..sqe(27) });
         }
         table.ops.remove(&3); // dropped while queued: never pushed
         let mut round = Round::default();
-        table.take_requests(&mut round);
+        assert!(!table.take_requests(&mut round), "nothing left queued");
         let pushed: Vec<u64> = round.to_push.iter().map(|(sqe, _)| sqe.user_data).collect();
         assert_eq!(pushed, [0, 1, 2]);
         assert!(table.asleep, "the driver is about to wait: requests must wake it");
@@ -699,6 +718,24 @@ mod tests {
         round.finish();
         assert_eq!(std::sync::Arc::strong_count(&memory), 1, "freed once its completion came");
         assert!(matches!(table.ops.get(&2), Some(Lifecycle::InFlight { .. })), "op 2 still waits");
+    }
+
+    #[test]
+    fn a_burst_goes_to_the_kernel_in_pieces_without_sleeping_in_between() {
+        let mut table = Table::default();
+        for id in 0..BATCH as u64 + 5 {
+            table.ops.insert(id, Lifecycle::Queued { waker: None });
+            table.to_submit.push_back(Sqe { user_data: id, ..sqe(16) });
+        }
+        let mut round = Round::default();
+        assert!(table.take_requests(&mut round), "5 left: come back for them");
+        assert!(!table.asleep, "not about to sleep: a submission need not wake it");
+        assert_eq!(round.to_push.len(), BATCH);
+        round.to_push.clear();
+        assert!(!table.take_requests(&mut round));
+        let rest: Vec<u64> = round.to_push.iter().map(|(sqe, _)| sqe.user_data).collect();
+        assert_eq!(rest, (BATCH as u64..BATCH as u64 + 5).collect::<Vec<_>>(), "in the order submitted");
+        assert!(table.asleep);
     }
 
     #[test]

@@ -409,7 +409,9 @@ impl Driver {
         drop(replaced); // dropping a waker can drop a task, and its Ops: not under our lock
         Poll::Pending
     }
+    // ANCHOR_END: submit
 
+    // ANCHOR: abandon
     /// A future's side, when it is dropped before its result: `memory` is
     /// what it owned for the kernel. Freed now if the kernel never had it
     /// or is done with it; otherwise kept, and the operation cancelled.
@@ -441,7 +443,7 @@ impl Driver {
             self.wake();
         }
     }
-    // ANCHOR_END: submit
+    // ANCHOR_END: abandon
 
     /// Ends the driver's `io_uring_enter`: completes its eventfd READ.
     fn wake(&self) {

@@ -65,8 +65,8 @@ impl TcpStream {
 }
 // ANCHOR_END: connect
 
-// ANCHOR: read_write
 impl TcpStream {
+    // ANCHOR: read
     /// Receives what arrives into `buf`'s spare capacity (after its
     /// `len()`), and hands `buf` back, longer by what was read: `Ok(0)`
     /// means the peer closed its side. A `buf` with no spare capacity is
@@ -102,6 +102,7 @@ impl TcpStream {
             }
         }
     }
+    // ANCHOR_END: read
 
     /// Sends as much of `buf` as the socket takes (one SEND), and hands
     /// `buf` back with how many bytes that was.
@@ -146,7 +147,6 @@ impl TcpStream {
         }
     }
 }
-// ANCHOR_END: read_write
 
 impl AsFd for TcpStream {
     /// The socket, for system calls of your own (`getsockopt`, ...).

@@ -11,9 +11,9 @@
 //!
 //! Check it: `cargo run -p ch05-exercises -- 4`
 
-// Starter code: until `poll_next` uses them, the imports and arguments look
+// Starter code: until `poll_next` uses them, the imports, the arguments and the field look
 // unused. Delete this line when your code uses them.
-#![allow(unused_imports, unused_variables)]
+#![allow(unused_imports, unused_variables, dead_code)]
 
 use std::future::poll_fn;
 use std::task::{Context, Poll, ready};

@@ -7,7 +7,7 @@
 //!
 //! The book shows the picture at the width of its text column (about 750
 //! pixels), so the sizes below are chosen for that: the picture is drawn
-//! 900 units wide and its smallest text is 13 units, about 11 pixels there.
+//! 900 units wide and its smallest text is 14 units, about 12 pixels there.
 
 use std::fmt::Write as _;
 
@@ -15,15 +15,15 @@ use crate::render::{Results, Row, amount, caption, name};
 
 /// Overall width, and where the bars start and end.
 const WIDTH: f64 = 900.0;
-const BARS_FROM: f64 = 340.0;
-const BARS_TO: f64 = 780.0;
+const BARS_FROM: f64 = 360.0;
+const BARS_TO: f64 = 770.0;
 /// Height of one bar's row, and of a panel's title.
-const ROW: f64 = 24.0;
+const ROW: f64 = 26.0;
 const TITLE: f64 = 50.0;
 /// Text sizes: labels and values, grid labels and caption, panel titles.
-const TEXT: f64 = 14.0;
-const SMALL: f64 = 13.0;
-const HEADING: f64 = 16.0;
+const TEXT: f64 = 15.0;
+const SMALL: f64 = 14.0;
+const HEADING: f64 = 17.0;
 /// The colours of our chapters' bars and of the peers'.
 const OURS: &str = "#3b78c2";
 const PEERS: &str = "#e08a3c";
@@ -80,7 +80,7 @@ pub fn svg(results: &Results) -> String {
         y = draw(&mut out, panel, y);
     }
     let caption = caption(results) + " Logarithmic axes.";
-    for (i, line) in report_lines(&caption, 115).iter().enumerate() {
+    for (i, line) in report_lines(&caption, 105).iter().enumerate() {
         let _ = writeln!(
             out,
             r##"<text x="10" y="{:.0}" fill="#444" font-size="{SMALL}">{}</text>"##,
@@ -103,7 +103,7 @@ fn draw_legend(out: &mut String, top: f64) {
             top + 13.0,
             escape(words)
         );
-        x += 30.0 + 7.6 * words.len() as f64;
+        x += 34.0 + 8.0 * words.len() as f64;
     }
     let _ = writeln!(
         out,
@@ -147,7 +147,7 @@ fn draw(out: &mut String, panel: &Panel, top: f64) -> f64 {
             out,
             r#"<text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"#,
             BARS_FROM - 8.0,
-            y + 16.0,
+            y + 18.0,
             escape(label)
         );
         let _ = writeln!(
@@ -169,7 +169,7 @@ fn draw(out: &mut String, panel: &Panel, top: f64) -> f64 {
         }
         let end = row.max.map_or(x(value), |max| x(max.max(value)));
         let _ =
-            writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, end + 6.0, y + 16.0, escape(&amount(value, unit)));
+            writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, end + 6.0, y + 18.0, escape(&amount(value, unit)));
     }
     axis_bottom + 18.0
 }

@@ -10,7 +10,7 @@
 //! "less than"), the word is computed too.
 
 use crate::micro::{CH01, CH02, CH05, CH05_MULTI, CH05_OWN, LOCAL_POOL, SMOL, SMOL_LOCAL, TOKIO, TOKIO_MULTI};
-use crate::render::{Results, amount, name};
+use crate::render::{Results, amount, grouped, name, names};
 
 /// A function that writes one of the page's sentences.
 type Say = fn(&Results) -> String;
@@ -93,7 +93,7 @@ fn threads(results: &Results) -> String {
     if let Some(note) =
         results.get(&format!("{workload} / wall")).filter(|r| r.value.is_none()).and_then(|r| r.note.clone())
     {
-        return format!("At N = {n} it did not run here ({note}).");
+        return format!("At N = {} it did not run here ({note}).", grouped(n as f64));
     }
     let (Some(cpu), Some(memory)) = (
         figure(results, &format!("{workload} / CPU time")),
@@ -104,10 +104,10 @@ fn threads(results: &Results) -> String {
     let rank = rank_phrase(
         &gets_all(results, n, "CPU time"),
         crate::requests::THREADS,
-        "the most CPU time of all",
-        "more CPU time than all but",
+        "the most of all",
+        "more than all but",
     );
-    format!("At N = {n} it uses {cpu} of CPU time ({rank}) and keeps {memory} resident per request")
+    format!("At N = {} it uses {cpu} of CPU time, {rank}, and keeps {memory} resident per request", grouped(n as f64))
 }
 
 /// Where `who` stands among `values`, highest first: `top` if it is the
@@ -117,8 +117,8 @@ fn rank_phrase(values: &[(String, f64)], who: &str, top: &str, below: &str) -> S
     let above: Vec<&str> = values.iter().filter(|(_, v)| *v > mine).map(|(w, _)| w.as_str()).collect();
     match above.len() {
         0 => top.to_string(),
-        1 | 2 => format!("{below} {}", above.join(" and ")),
-        k => format!("{k} approaches use more"),
+        1 | 2 => format!("{below} {}", names(&above)),
+        k => format!("less than {k} other approaches"),
     }
 }
 
@@ -126,11 +126,13 @@ fn rank_phrase(values: &[(String, f64)], who: &str, top: &str, below: &str) -> S
 fn limits(results: &Results) -> String {
     let limit = |what: &str| results.value(&format!("{} / {what}", name::LIMITS));
     let maps = match limit("max_map_count") {
-        Some(maps) => format!("{maps:.0} here: at most about {:.0} threads at four mappings each", maps / 4.0),
+        Some(maps) => {
+            format!("{} here: at most about {} threads at four mappings each", grouped(maps), grouped(maps / 4.0))
+        }
         None => "unknown here".into(),
     };
-    let files = limit("open files").map_or("unknown".into(), |f| format!("{f:.0}"));
-    let cap = limit("server connections").map_or("unknown".into(), |c| format!("{c:.0}"));
+    let files = limit("open files").map_or("unknown".into(), grouped);
+    let cap = limit("server connections").map_or("unknown".into(), grouped);
     format!(
         "The kernel allows a process `vm.max_map_count` mappings ({maps}), and the showdown checks before \
          it starts a run: an N that does not fit is reported with the reason instead of crashing (threads \
@@ -161,8 +163,10 @@ fn fibers(results: &Results) -> String {
         format!(", where every other approach uses between {} and {}", amount(low, "ns"), amount(high, "ns"))
     };
     format!(
-        "Their memory is small ({memory} per request at N = {n}) and {answered}, but look at CPU time \
-         against wall time: at N = {small} the fibers use {} of CPU time in the {} they wait{range}.",
+        "Their memory is small ({memory} per request at N = {}) and {answered}, but look at CPU time \
+         against wall time: at N = {} the fibers use {} of CPU time in the {} they wait{range}.",
+        grouped(n as f64),
+        grouped(small as f64),
         amount(cpu, "ns"),
         amount(wall, "ns")
     )
@@ -180,13 +184,14 @@ fn futures(results: &Results) -> String {
     let standing = if lowest.contains(&ch03) && lowest.contains(&ch04) {
         "the least CPU time of all the approaches".to_string()
     } else if let Some((who, value)) = by_cpu.first() {
-        format!("against the least of all, {who}'s {}", amount(*value, "ns"))
+        format!("the least of all: *{who}*, {}", amount(*value, "ns"))
     } else {
         String::new()
     };
     format!(
-        "At N = {n}, chapter 3's state machines hold a request in flight in {} and chapter 4's coroutines \
+        "At N = {}, chapter 3's state machines hold a request in flight in {} and chapter 4's coroutines \
          in {}, with {} and {} of CPU time ({standing})",
+        grouped(n as f64),
         memory(ch03),
         memory(ch04),
         cpu(ch03),
@@ -201,13 +206,14 @@ fn tasks(results: &Results) -> String {
     let Some(ours) = memory(CH05) else { return MISSING.into() };
     let text = |value: Option<f64>| value.map_or(MISSING.into(), |v| amount(v, "B"));
     let compared = match memory(TOKIO) {
-        Some(tokio) if ours < tokio => format!("less than the {} of {TOKIO}", amount(tokio, "B")),
-        Some(tokio) => format!("no less than the {} of {TOKIO}", amount(tokio, "B")),
+        Some(tokio) if ours < tokio => format!("less than the {} of *{TOKIO}*", amount(tokio, "B")),
+        Some(tokio) => format!("no less than the {} of *{TOKIO}*", amount(tokio, "B")),
         None => String::new(),
     };
     format!(
-        "At N = {n}, chapter 5 holds a request in flight in {} ({} with its own reactor, {} with two \
-         workers), {compared}, and {SMOL_LOCAL} in {}",
+        "At N = {}, chapter 5 holds a request in flight in {} ({} with its own reactor, {} with two \
+         workers), {compared}, and *{SMOL_LOCAL}* in {}",
+        grouped(n as f64),
         amount(ours, "B"),
         text(memory(CH05_OWN)),
         text(memory(CH05_MULTI)),
@@ -235,25 +241,27 @@ fn wall(results: &Results) -> String {
     );
     let span =
         if walls.is_empty() { String::new() } else { format!(" from {} to {}", amount(low, "ns"), amount(high, "ns")) };
+    let at = format!("At N = {}", grouped(n as f64));
     if overflows.is_empty() {
-        return format!("At N = {n} the wall time runs{span}; the listen overflows were not recorded.");
+        return format!("{at} the wall time runs{span}; the listen overflows were not recorded.");
     }
     if any {
-        let runs: Vec<String> = overflows.iter().map(|(who, list)| format!("{who} {list}")).collect();
+        let runs: Vec<String> = overflows.iter().map(|(who, list)| format!("*{who}* {list}")).collect();
         format!(
-            "At N = {n} the wall time runs{span} (the medians), against the {delay} delay. The kernel \
-             counted listen overflows (`TcpExt: ListenOverflows`, each run's count): {}. An overflow is a \
-             handshake packet dropped because the server's accept queue was full, and the client's kernel \
-             sends it again only after a second, so in those runs part of the wall time is that wait.",
+            "{at} the wall time runs{span} (the medians), against the {delay} delay. The kernel counted \
+             listen overflows (`TcpExt: ListenOverflows`, each run's count): {}. An overflow is a handshake \
+             packet dropped because the server's accept queue was full, and the client's kernel sends it \
+             again only after a second, so in those runs part of the wall time is that wait.",
             runs.join("; ")
         )
     } else {
         format!(
-            "At N = {n} the wall time runs{span} (the medians), against the {delay} delay, and the kernel \
-             counted no listen overflow (`TcpExt: ListenOverflows`) in any run: no handshake was dropped \
-             and retried. The time above the delay is the work of opening {n} connections: the client \
-             makes them one after the other, and the server, on its one thread, accepts them one at a time \
-             between answering the others."
+            "{at} the wall time runs{span} (the medians), against the {delay} delay, and the kernel counted \
+             no listen overflow (`TcpExt: ListenOverflows`) in any run: no handshake was dropped and \
+             retried. The time above the delay is the time it takes to open {} connections and answer \
+             them: the server accepts them one at a time on its one thread and starts each delay when it \
+             has read that request, so the last answers leave later than the first.",
+            grouped(n as f64)
         )
     }
 }
@@ -272,7 +280,7 @@ fn micro(results: &Results) -> String {
     let high = executors.iter().copied().fold(0.0, f64::max);
     format!(
         "A fiber's round trip takes {} to {} (corosensei's {}), a thread hand-over's {}, {:.0} times the \
-         slowest fiber switch; an executor's yield round trip takes {} to {}.",
+         slowest fiber round trip; an executor's yield round trip takes {} to {}.",
         amount(inline, "ns"),
         amount(teaching, "ns"),
         amount(coro, "ns"),
@@ -292,26 +300,24 @@ fn ping_pong(results: &Results) -> String {
         return MISSING.into();
     };
     let mut text = format!(
-        "On {TOKIO}, a round trip takes {tasks} between two spawned tasks and {block_on} with the ping side in \
-         `block_on`."
+        "On *{TOKIO}*, a round trip takes {tasks} between two spawned tasks and {block_on} with the ping side \
+         in `block_on`."
     );
     match (calls(TOKIO, "epoll waits, tasks"), calls(TOKIO, "epoll waits, block_on"), calls(TOKIO, "writes, block_on"))
     {
         (Some(waits_tasks), Some(waits), Some(writes)) => {
-            let writes = if writes < 0.5 {
-                format!(
-                    "and {writes:.2} `write` calls: no eventfd is written, as the wake comes from the runtime's \
-                     own thread, where tokio only sets the `woken` flag (its `unpark_self` wakes nothing)"
-                )
-            } else {
-                format!("and {writes:.2} `write` calls, the driver's eventfd written to wake it")
-            };
             text.push_str(&format!(
                 " Counted with `perf stat`, the `block_on` variant makes {waits:.2} `epoll_wait` calls per round \
-                 trip ({waits_tasks:.2} with two tasks) {writes}: every time the ping side is woken, the \
-                 scheduler finds its queue empty while `block_on`'s future is woken, and polls its driver with \
-                 a zero timeout before it polls that future again."
+                 trip ({waits_tasks:.2} with two tasks) and {writes:.2} `write` calls."
             ));
+            text.push_str(if writes < 0.5 {
+                " So no eventfd is written: the wake comes from the runtime's own thread, where tokio only sets \
+                 the `woken` flag (its `unpark_self` wakes nothing). The `epoll_wait` is the driver polled with \
+                 a zero timeout, every time the ping side is woken, before the `block_on` future is polled again."
+            } else {
+                " Each wake writes to the driver's eventfd, and the driver is polled before the `block_on` \
+                 future is polled again."
+            });
         }
         _ => text.push_str(" Its system calls were not counted on this machine."),
     }
@@ -329,7 +335,7 @@ fn fairness(results: &Results) -> String {
         (alone.iter().min_by(|a, b| a.1.total_cmp(&b.1)), alone.iter().max_by(|a, b| a.1.total_cmp(&b.1)))
     {
         text.push_str(&format!(
-            "Alone, the median sleep ends between {} late ({}) and {} late ({}).",
+            "Alone, the median sleep ends between {} late (*{}*) and {} late (*{}*).",
             amount(low.1, "ns"),
             low.0,
             amount(high.1, "ns"),
@@ -343,28 +349,28 @@ fn fairness(results: &Results) -> String {
             text.push_str(" Beside the yielding task, no runtime starved the sleeper.");
         }
     } else {
-        let limit = figure(results, &format!("{} / all / spin limit", name::LATENESS)).unwrap_or("its".into());
-        let names: Vec<&str> = starved.iter().map(|s| s.as_str()).collect();
+        let limit = figure(results, &format!("{} / all / spin limit", name::LATENESS))
+            .map_or("its limit".to_string(), |limit| format!("its {limit} limit"));
         text.push_str(&format!(
             " Beside the yielding task, {} never woke the sleeper while that task could run: the sleep ended \
-             only when the task stopped by itself, at its {limit} limit.",
-            names.join(", ")
+             only when the task stopped by itself, at {limit}.",
+            names(&starved)
         ));
     }
     let flood = |who: &str| {
         let metric = format!("{} / {who} / {}", name::FLOODING, name::ANSWER_TIME);
         let unanswered = results.value(&format!("{} / {who} / {}", name::FLOODING, name::UNANSWERED)).unwrap_or(0.0);
         match results.get(&metric) {
-            Some(row) if row.value.is_none() => format!("{who}: {}", row.note.clone().unwrap_or_default()),
+            Some(row) if row.value.is_none() => format!("*{who}*: {}", row.note.clone().unwrap_or_default()),
             Some(row) => {
                 let extra = if unanswered > 0.0 {
                     format!(" in the median run ({unanswered:.0} of {} runs got no answer)", results.runs())
                 } else {
                     String::new()
                 };
-                format!("{who}: answered after {}{extra}", amount(row.value.unwrap_or(0.0), &row.unit))
+                format!("*{who}*: answered after {}{extra}", amount(row.value.unwrap_or(0.0), &row.unit))
             }
-            None => format!("{who}: {MISSING}"),
+            None => format!("*{who}*: {MISSING}"),
         }
     };
     let servers = results.contenders(name::FLOODING);
@@ -381,14 +387,15 @@ fn hop(results: &Results) -> String {
     let count = |who: &str, measure: &str| results.value(&format!("{} {n} GETs / {who} / {measure}", name::CALLS_AT));
     let pair = |who: &str| match (count(who, "epoll waits"), count(who, "context switches")) {
         (Some(waits), Some(switches)) => {
-            Some(format!("{waits:.0} `epoll_wait` calls and {switches:.0} context switches"))
+            Some(format!("{} `epoll_wait` calls and {} context switches", grouped(waits), grouped(switches)))
         }
         _ => None,
     };
     match (pair(CH05), pair(CH05_OWN), pair(TOKIO)) {
         (Some(thread), Some(own), Some(tokio)) => format!(
-            "Counted with `perf stat` on one run each at N = {n}: through the reactor thread, {thread}; with \
-             the runtime's own reactor, {own}; {TOKIO}, {tokio}."
+            "Counted with `perf stat` on one run each at N = {}: through the reactor thread, {thread}; with \
+             the runtime's own reactor, {own}; *{TOKIO}*, {tokio}.",
+            grouped(n as f64)
         ),
         _ => "The system calls were not counted on this machine (see the counts' table).".into(),
     }
@@ -400,8 +407,14 @@ fn own_reactor(results: &Results) -> String {
     let all = |who: &str| results.value(&format!("{} {n} GETs / {who} / system calls", name::CALLS_AT));
     match (all(CH05_OWN), all(TOKIO)) {
         (Some(ours), Some(tokio)) => {
-            let floor = all(crate::requests::EPOLL).map_or(String::new(), |e| format!(", chapter 3's loop {e:.0}"));
-            format!("At N = {n} it makes {ours:.0} system calls in all, against tokio's {tokio:.0}{floor}.")
+            let floor =
+                all(crate::requests::EPOLL).map_or(String::new(), |e| format!(", and chapter 3's loop {}", grouped(e)));
+            format!(
+                "At N = {} it makes {} system calls in all, against tokio's {}{floor}.",
+                grouped(n as f64),
+                grouped(ours),
+                grouped(tokio)
+            )
         }
         _ => "The system calls were not counted on this machine (see the counts' table).".into(),
     }
@@ -412,7 +425,7 @@ fn spawn(results: &Results) -> String {
     let allocations = |who: &str| results.value(&format!("{} / {who}", name::ALLOCATIONS));
     let listed: Vec<String> = [CH05, TOKIO, SMOL, SMOL_LOCAL, LOCAL_POOL]
         .iter()
-        .filter_map(|who| allocations(who).map(|a| format!("{who} {a:.2}")))
+        .filter_map(|who| allocations(who).map(|a| format!("*{who}* {a:.2}")))
         .collect();
     if listed.is_empty() {
         "The allocations per task were not counted in this run.".to_string()
@@ -427,17 +440,13 @@ fn idle(results: &Results) -> String {
     let Some(peer) = memory(SMOL_LOCAL) else { return MISSING.into() };
     let gap = |who: &str| {
         memory(who).map(|ours| {
-            format!(
-                "{who} {} against {}, {:.0} B ({:+.0}%)",
-                amount(ours, "B"),
-                amount(peer, "B"),
-                ours - peer,
-                (ours / peer - 1.0) * 100.0
-            )
+            let (gap, share) = ((ours - peer).abs(), (ours / peer - 1.0).abs() * 100.0);
+            let side = if ours <= peer { "less" } else { "more" };
+            format!("*{who}* {} against {}: {gap:.0} B ({share:.0}%) {side}", amount(ours, "B"), amount(peer, "B"))
         })
     };
     let gaps: Vec<String> = [CH05, CH05_OWN].iter().filter_map(|who| gap(who)).collect();
-    if gaps.is_empty() { MISSING.into() } else { format!("The gaps: {}.", gaps.join("; ")) }
+    if gaps.is_empty() { MISSING.into() } else { format!("The gaps, against *{SMOL_LOCAL}*: {}.", gaps.join("; ")) }
 }
 
 /// The inline switch against corosensei.
@@ -465,15 +474,16 @@ mod tests {
         let said: std::collections::HashMap<String, String> = all(&results).into_iter().collect();
         assert_eq!(said.len(), 16);
         assert!(said["says-switch.md"].contains("1.0 ns apart per round trip (5.0 ns against 4.0 ns)"), "{said:?}");
-        assert!(said["says-spawn.md"].contains("futures LocalPool 2.00"), "{said:?}");
+        assert!(said["says-spawn.md"].contains("*futures LocalPool* 2.00"), "{said:?}");
         assert!(said["says-idle.md"].contains(MISSING), "{said:?}");
         let fairness = &said["says-fairness.md"];
-        assert!(fairness.contains("ch05 runtime, 1 thread never woke the sleeper"), "{fairness}");
+        assert!(fairness.contains("*ch05 runtime, 1 thread* never woke the sleeper"), "{fairness}");
+        assert!(fairness.contains("stopped by itself, at its limit."), "{fairness}");
         assert!(
-            fairness.contains("ch05 async delay server, 1 thread: no answer within 3.00 s in 4 of 5 runs"),
+            fairness.contains("*ch05 async delay server, 1 thread*: no answer within 3.00 s in 4 of 5 runs"),
             "{fairness}"
         );
-        assert!(fairness.contains("ch01 delay server, thread per connection: answered after 400.0 µs"), "{fairness}");
+        assert!(fairness.contains("*ch01 delay server, thread per connection*: answered after 400 µs"), "{fairness}");
         Ok(())
     }
 
@@ -486,9 +496,12 @@ mod tests {
             Results::parse(&format!("{SAMPLE}{line}\n")).map(|results| wall(&results))
         };
         let none = run("[0, 0, 0, 0, 0]")?;
-        assert!(none.contains("counted no listen overflow") && none.contains("opening 100 connections"), "{none}");
+        assert!(none.contains("counted no listen overflow") && none.contains("open 100 connections"), "{none}");
         let some = run("[0, 3, 0, 0, 0]")?;
-        assert!(some.contains("ch03 one epoll loop [0, 3, 0, 0, 0]") && !some.contains("no listen overflow"), "{some}");
+        assert!(
+            some.contains("*ch03 one epoll loop* [0, 3, 0, 0, 0]") && !some.contains("no listen overflow"),
+            "{some}"
+        );
         Ok(())
     }
 
@@ -496,7 +509,7 @@ mod tests {
     fn a_rank_names_who_is_above() {
         let values = [("a".to_string(), 3.0), ("b".to_string(), 2.0), ("c".to_string(), 1.0)];
         assert_eq!(rank_phrase(&values, "a", "top", "below"), "top");
-        assert_eq!(rank_phrase(&values, "b", "top", "below"), "below a");
-        assert_eq!(rank_phrase(&values, "c", "top", "below"), "below a and b");
+        assert_eq!(rank_phrase(&values, "b", "top", "below"), "below *a*");
+        assert_eq!(rank_phrase(&values, "c", "top", "below"), "below *a* and *b*");
     }
 }

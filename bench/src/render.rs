@@ -10,7 +10,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use ch01_os_threads::report;
@@ -153,21 +152,60 @@ impl Results {
     }
 }
 
-/// A value in its unit: `5.3 ns`, `1.52 s`, `4.3 KiB`, `2`, `1.25`.
+/// A value in its unit, to three significant digits: `5.3 ns`, `148 ms`,
+/// `58.8 ms`, `1.52 s`, `4.3 KiB`, `2`, `1.25`.
 pub fn amount(value: f64, unit: &str) -> String {
+    let three = |x: f64| match x {
+        x if x >= 100.0 => format!("{x:.0}"),
+        x if x >= 10.0 => format!("{x:.1}"),
+        x => format!("{x:.2}"),
+    };
     match unit {
         "ns" if value < 100.0 => format!("{value:.1} ns"),
-        "ns" => report::duration(Duration::from_nanos(value.round() as u64)),
+        "ns" if value < 1e3 => format!("{value:.0} ns"),
+        "ns" if value < 1e6 => format!("{} µs", three(value / 1e3)),
+        "ns" if value < 1e9 => format!("{} ms", three(value / 1e6)),
+        "ns" => format!("{:.2} s", value / 1e9),
         "B" => report::bytes(value.round() as u64),
         _ if value.fract() != 0.0 && value < 100.0 => format!("{value:.2}"),
-        _ => format!("{value:.0}"),
+        _ => grouped(value),
+    }
+}
+
+/// A table cell that never breaks between a number and its unit (a
+/// no-break space), so that a narrow column wraps its words, not `1.01 s`.
+fn unbroken(text: String) -> String {
+    text.replace(' ', "\u{a0}")
+}
+
+/// A whole number as the book writes it: `65 530`, `10 000`, `950`.
+pub fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
+}
+
+/// Names joined for a sentence: `A`, `A and B`, `A, B and C`, each in
+/// italics (the contenders' names hold commas of their own).
+pub fn names<S: AsRef<str>>(items: &[S]) -> String {
+    let italic: Vec<String> = items.iter().map(|item| format!("*{}*", item.as_ref())).collect();
+    match italic.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
 /// A median cell: the value, or a dash where there is none.
 fn median_cell(row: Option<&Row>) -> String {
     match row.and_then(|row| row.value.map(|value| amount(value, &row.unit))) {
-        Some(text) => text,
+        Some(text) => unbroken(text),
         None => "—".into(),
     }
 }
@@ -179,12 +217,12 @@ fn range_cell(row: Option<&Row>) -> String {
     let (Some(min), Some(max)) = (row.min, row.max) else { return median_cell(Some(row)) };
     let (low, high) = (amount(min, &row.unit), amount(max, &row.unit));
     if low == high {
-        return low;
+        return unbroken(low);
     }
-    match (low.rsplit_once(' '), high.rsplit_once(' ')) {
+    unbroken(match (low.rsplit_once(' '), high.rsplit_once(' ')) {
         (Some((low_number, low_unit)), Some((_, high_unit))) if low_unit == high_unit => format!("{low_number}–{high}"),
         _ => format!("{low}–{high}"),
-    }
+    })
 }
 
 /// A Markdown table.
@@ -232,7 +270,7 @@ pub fn gets_table(results: &Results) -> String {
     let columns = ["wall", "CPU time", "peak RSS", "memory per request"];
     for n in results.sizes() {
         let workload = format!("{n} GETs");
-        let _ = writeln!(out, "**N = {n} concurrent GETs**, each answered after {delay}:\n");
+        let _ = writeln!(out, "**N = {} concurrent GETs**, each answered after {delay}:\n", grouped(n as f64));
         let mut rows = Vec::new();
         let mut notes = Vec::new();
         let mut answered = Vec::new();
@@ -266,30 +304,37 @@ pub fn gets_table(results: &Results) -> String {
     out
 }
 
-/// The microbenchmark table: one row per contender.
+/// The microbenchmark tables, one row per contender: the time of one
+/// operation, then memory and allocations (two tables, so each fits the
+/// page's width).
 pub fn micro_table(results: &Results) -> String {
     let sleepers = results.sleepers().unwrap_or(0);
     let sleeps = format!("{sleepers} sleeps wall");
-    let workloads = [
-        name::ROUND_TRIP,
-        name::PING_PONG,
-        name::PING_PONG_FROM_BLOCK_ON,
-        name::SPAWN,
-        name::ALLOCATIONS,
-        name::IDLE_MEMORY,
-        sleeps.as_str(),
+    let sleeps_title = format!("{} sleeps, wall", grouped(sleepers as f64));
+    let time = [
+        (name::ROUND_TRIP, "switch / yield round trip"),
+        (name::PING_PONG, "ping-pong, two tasks"),
+        (name::PING_PONG_FROM_BLOCK_ON, "ping-pong from block_on"),
+        (name::SPAWN, "spawn + complete, per task"),
     ];
-    let titles = [
-        "switch / yield round trip",
-        "ping-pong, two tasks",
-        "ping-pong from block_on",
-        "spawn + complete",
-        "allocations per task",
-        "memory per idle task",
-        &format!("{sleepers} sleeps, wall"),
+    let memory = [
+        (name::ALLOCATIONS, "allocations per spawned task"),
+        (name::IDLE_MEMORY, "memory per idle task"),
+        (sleeps.as_str(), sleeps_title.as_str()),
     ];
+    let runs = results.runs();
+    format!(
+        "**Time per operation**:\n\n{}\n**Memory and allocations**:\n\n{}",
+        contender_table(results, &time, runs),
+        contender_table(results, &memory, runs)
+    )
+}
+
+/// A table with a row per contender of any of `workloads` (`workload /
+/// contender` figures), a column per workload.
+fn contender_table(results: &Results, workloads: &[(&str, &str)], runs: usize) -> String {
     let mut contenders: Vec<String> = Vec::new();
-    for workload in workloads {
+    for (workload, _) in workloads {
         for who in results.contenders(workload) {
             if !contenders.contains(&who) {
                 contenders.push(who);
@@ -299,11 +344,12 @@ pub fn micro_table(results: &Results) -> String {
     let rows: Vec<(String, Vec<Option<&Row>>)> = contenders
         .into_iter()
         .map(|who| {
-            let cells = workloads.iter().map(|workload| results.get(&format!("{workload} / {who}"))).collect();
+            let cells = workloads.iter().map(|(workload, _)| results.get(&format!("{workload} / {who}"))).collect();
             (who, cells)
         })
         .collect();
-    medians_and_ranges("contender", &titles, &rows, results.runs())
+    let titles: Vec<&str> = workloads.iter().map(|(_, title)| *title).collect();
+    medians_and_ranges("contender", &titles, &rows, runs)
 }
 
 /// The fairness tables: timer lateness, then flooding clients.
@@ -384,7 +430,11 @@ pub fn syscalls_table(results: &Results) -> String {
         let workload = format!("{} {n} GETs", name::CALLS_AT);
         let who = results.contenders(&workload);
         if !who.is_empty() {
-            let _ = writeln!(out, "**{n} concurrent GETs**, one counting run each, the whole client process:\n");
+            let _ = writeln!(
+                out,
+                "**{} concurrent GETs**, one counting run each, the whole client process:\n",
+                grouped(*n as f64)
+            );
             let header: Vec<String> = std::iter::once("approach").chain(measures).map(String::from).collect();
             let lines: Vec<Vec<String>> = who
                 .iter()
@@ -504,8 +554,9 @@ impl Verdict {
 pub fn targets(results: &Results) -> Vec<Target> {
     let target =
         |what: String, ours: String, peer: String, factor: f64| Target { what, ours, peer, factor, failed_if: None };
-    let sleepers = results.sleepers().unwrap_or(100_000);
+    let sleepers = grouped(results.sleepers().unwrap_or(100_000) as f64);
     let gets = results.sizes().last().copied().unwrap_or(10_000);
+    let gets_said = grouped(gets as f64);
     let cpu = |who: &str| format!("{gets} GETs / {who} / CPU time");
     let lateness = |who: &str, measure: &str| format!("{} / {who} / {measure}", name::LATENESS);
     let starved = |who: &str| Some(lateness(who, name::STARVED));
@@ -516,11 +567,23 @@ pub fn targets(results: &Results) -> Vec<Target> {
             format!("{} / {TOKIO}", name::PING_PONG),
             1.0,
         ),
-        target(format!("{gets} GETs' CPU time: ch05, own reactor ≤ {TOKIO}"), cpu(CH05_OWN), cpu(TOKIO), 1.0),
-        target(format!("  ch05, reactor thread ≤ 1.05 × {TOKIO}"), cpu(CH05), cpu(TOKIO), 1.05),
-        target(format!("  {CH05_MULTI} ≤ {TOKIO_MULTI}"), cpu(CH05_MULTI), cpu(TOKIO_MULTI), 1.0),
+        target(format!("{gets_said} GETs' CPU time: ch05, own reactor ≤ {TOKIO}"), cpu(CH05_OWN), cpu(TOKIO), 1.0),
         target(
-            "  ch05, own reactor ≤ 1.10 × ch03's epoll loop (the cost of the abstraction)".into(),
+            format!("{gets_said} GETs' CPU time: ch05, reactor thread ≤ 1.05 × {TOKIO}"),
+            cpu(CH05),
+            cpu(TOKIO),
+            1.05,
+        ),
+        target(
+            format!("{gets_said} GETs' CPU time: {CH05_MULTI} ≤ {TOKIO_MULTI}"),
+            cpu(CH05_MULTI),
+            cpu(TOKIO_MULTI),
+            1.0,
+        ),
+        target(
+            format!(
+                "{gets_said} GETs' CPU time, the cost of the abstraction: ch05, own reactor ≤ 1.10 × ch03's epoll loop"
+            ),
             cpu(CH05_OWN),
             cpu(crate::requests::EPOLL),
             1.10,
@@ -537,7 +600,7 @@ pub fn targets(results: &Results) -> Vec<Target> {
         Target {
             failed_if: starved(CH05),
             ..target(
-                "  the same, the latest sleep of a run".into(),
+                format!("timer lateness beside a yielding task, the latest sleep of a run: ch05 ≤ {TOKIO}"),
                 lateness(CH05, name::BESIDE_MAX),
                 lateness(TOKIO, name::BESIDE_MAX),
                 1.0,
@@ -562,7 +625,7 @@ pub fn targets(results: &Results) -> Vec<Target> {
             1.0,
         ),
         target(
-            "  the same, ch05 with its own reactor".into(),
+            format!("{sleepers} sleeping tasks, bytes per task: ch05, own reactor ≤ {SMOL_LOCAL} (async-executor)"),
             format!("{} / {CH05_OWN}", name::IDLE_MEMORY),
             format!("{} / {SMOL_LOCAL}", name::IDLE_MEMORY),
             1.0,
@@ -628,6 +691,7 @@ pub fn summary_table(results: &Results) -> String {
     };
     if let Some(n) = results.sizes().last() {
         let workload = format!("{n} GETs");
+        let n = grouped(*n as f64);
         line(format!("{n} concurrent GETs, CPU time"), &workload, Some("CPU time"));
         line(format!("{n} concurrent GETs, memory per request"), &workload, Some("memory per request"));
     }
@@ -686,11 +750,15 @@ pub fn text(results: &Results) -> String {
 pub fn write(results: &Results, dir: &Path, jsonl: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let generated = "<!-- generated by `cargo run --release --manifest-path bench/Cargo.toml`: do not edit -->";
-    let with_caption = |table: String| format!("{generated}\n\n*{}*\n\n{table}", caption(results));
     let not_run = |part: &str| format!("{generated}\n\n*This run did not measure {part}.*\n");
     let mut files = vec![("chart.svg".to_string(), chart::svg(results))];
     let mut table_file = |file: &str, present: bool, part: &str, table: &dyn Fn(&Results) -> String| {
-        let text = if present { with_caption(table(results)) } else { not_run(part) };
+        // The counts come from one run each, not from medians.
+        let caption = match file {
+            "syscalls.md" => format!("Counted on {}, one untimed run per contender.", results.machine()),
+            _ => caption(results),
+        };
+        let text = if present { format!("{generated}\n\n*{caption}*\n\n{}", table(results)) } else { not_run(part) };
         files.push((file.to_string(), text));
     };
     let micro = results.get(&format!("{} / corosensei", name::ROUND_TRIP)).is_some();
@@ -716,6 +784,11 @@ pub fn write(results: &Results, dir: &Path, jsonl: Option<&str>) -> anyhow::Resu
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A table with its no-break spaces made plain, to compare with text.
+    fn plain(table: String) -> String {
+        table.replace('\u{a0}', " ")
+    }
 
     /// A few figures as a run writes them.
     pub(crate) const SAMPLE: &str = r#"{"chapter":"showdown","metric":"machine","value":2,"unit":"CPUs","note":"machine: Test CPU, 2 CPUs, Linux 6.1 (release build); 2026-01-02"}
@@ -753,17 +826,21 @@ pub(crate) mod tests {
         let results = Results::parse(SAMPLE)?;
         assert_eq!(results.sizes(), [100]);
         assert!(caption(&results).contains("Test CPU, 2 CPUs, Linux 6.1") && caption(&results).contains("5 runs"));
-        let gets = gets_table(&results);
-        assert!(gets.contains("| ch03 one epoll loop | 1.00 s | 10.00 ms | — | — |"), "{gets}");
-        assert!(gets.contains("| ch03 one epoll loop | 1.00–1.01 s | 9.00–11.00 ms | — | — |"), "{gets}");
+        let gets = plain(gets_table(&results));
+        assert!(gets.contains("| ch03 one epoll loop | 1.00 s | 10.0 ms | — | — |"), "{gets}");
+        assert!(gets.contains("| ch03 one epoll loop | 1.00–1.01 s | 9.00–11.0 ms | — | — |"), "{gets}");
         assert!(gets.contains("<details><summary>Smallest–largest of the 5 runs</summary>"), "{gets}");
         assert!(gets.contains("| ch01 thread per request | — | — |"), "{gets}");
         assert!(gets.contains("*ch01 thread per request: does not fit: too many*"), "{gets}");
         assert!(gets.contains("Fewer answers than requests (worst run): ch05 runtime, 1 thread, own reactor 99/100."));
-        let micro = micro_table(&results);
+        let micro = plain(micro_table(&results));
         assert!(micro.contains("| corosensei | 4.0 ns | — |"), "{micro}");
         assert!(micro.contains("| corosensei | 3.9–4.4 ns | — |"), "{micro}");
-        assert!(micro.contains("| futures LocalPool | 50.0 ns | — | — | — | 2.00 |"), "{micro}");
+        assert!(micro.contains("| futures LocalPool | 50.0 ns | — | — | — |"), "{micro}");
+        assert!(
+            micro.contains("**Memory and allocations**:") && micro.contains("| futures LocalPool | 2.00 | — | — |"),
+            "{micro}"
+        );
         Ok(())
     }
 
@@ -777,26 +854,26 @@ pub(crate) mod tests {
             max: Some(max),
             note: None,
         };
-        assert_eq!(range_cell(Some(&row(50.8, 53.6, "ns"))), "50.8–53.6 ns");
-        assert_eq!(range_cell(Some(&row(900_000.0, 1_200_000.0, "ns"))), "900.0 µs–1.20 ms");
-        assert_eq!(range_cell(Some(&row(236.0, 236.0, "B"))), "236 B");
+        assert_eq!(range_cell(Some(&row(50.8, 53.6, "ns"))), "50.8–53.6\u{a0}ns");
+        assert_eq!(range_cell(Some(&row(900_000.0, 1_200_000.0, "ns"))), "900\u{a0}µs–1.20\u{a0}ms");
+        assert_eq!(range_cell(Some(&row(236.0, 236.0, "B"))), "236\u{a0}B");
         assert_eq!(range_cell(None), "—");
     }
 
     #[test]
     fn fairness_tables_say_starved_and_unanswered() -> anyhow::Result<()> {
-        let fairness = fairness_table(&Results::parse(SAMPLE)?);
+        let fairness = plain(fairness_table(&Results::parse(SAMPLE)?));
         assert!(fairness.contains("how late a 1.00 ms sleep ends"), "{fairness}");
-        assert!(fairness.contains("| ch05 runtime, 1 thread | — | — | 990.00 ms | — |"), "{fairness}");
+        assert!(fairness.contains("| ch05 runtime, 1 thread | — | — | 990 ms | — |"), "{fairness}");
         assert!(fairness.contains("*ch05 runtime, 1 thread: starved: in 5 of 5 runs"), "{fairness}");
         assert!(
             fairness.contains(
-                "| ch05 async delay server, 1 thread | no answer within 3.00 s | 870.00 ms–no answer | 4 of 5 |"
+                "| ch05 async delay server, 1 thread | no answer within 3.00 s | 870 ms–no answer | 4 of 5 |"
             ),
             "{fairness}"
         );
         assert!(
-            fairness.contains("| ch01 delay server, thread per connection | 400.0 µs | 300.0–900.0 µs | 0 of 5 |"),
+            fairness.contains("| ch01 delay server, thread per connection | 400 µs | 300–900 µs | 0 of 5 |"),
             "{fairness}"
         );
         Ok(())
@@ -805,7 +882,7 @@ pub(crate) mod tests {
     #[test]
     fn syscall_tables_come_from_the_counts_or_say_why_not() -> anyhow::Result<()> {
         let results = Results::parse(SAMPLE)?;
-        let calls = syscalls_table(&results);
+        let calls = plain(syscalls_table(&results));
         assert!(calls.contains("| ch03 one epoll loop | 12 | 100 | — | — |"), "{calls}");
         assert!(calls.contains("| tokio current_thread | 0.02 | — | 1.00 | — |"), "{calls}");
         let refused = format!(
@@ -820,7 +897,7 @@ pub(crate) mod tests {
     #[test]
     fn targets_get_a_verdict_from_the_ratio_and_the_ranges() -> anyhow::Result<()> {
         let results = Results::parse(SAMPLE)?;
-        let targets = targets_table(&results);
+        let targets = plain(targets_table(&results));
         // 5.0 / 4.0 = 1.25, within 1.5 times; 4.8–5.1 against 5.85–6.6: apart.
         assert!(
             targets.contains("| ch02 inline switch round trip ≤ 1.5 × corosensei | 5.0 ns | 4.0 ns | 1.25 | met |"),
@@ -830,9 +907,9 @@ pub(crate) mod tests {
         assert!(targets.contains("| 60.0 ns | 50.0 ns | 1.20 | **missed** by 20% |"), "{targets}");
         // 12 ms against 10 ms × 1.10 = 11 ms: 9% over, 10.5–13 against 9.9–12.1: overlapping.
         assert!(targets.contains("| 1.20 | **missed** by 9%, ranges overlap |"), "{targets}");
-        assert!(targets.contains("| timer lateness beside a yielding task, median: ch05 ≤ tokio current_thread | 990.00 ms | 500.0 µs | — | **missed**: starved |"), "{targets}");
+        assert!(targets.contains("| timer lateness beside a yielding task, median: ch05 ≤ tokio current_thread | 990 ms | 500 µs | — | **missed**: starved |"), "{targets}");
         assert!(targets.contains("| not measured |"), "{targets}");
-        let summary = summary_table(&results);
+        let summary = plain(summary_table(&results));
         assert!(
             summary.contains("| switch / yield round trip | corosensei 4.0 ns; ch02 fibers, inline switch 5.0 ns;"),
             "{summary}"
@@ -842,6 +919,18 @@ pub(crate) mod tests {
             "{summary}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn numbers_and_names_read_as_the_book_writes_them() {
+        assert_eq!(grouped(65_530.0), "65 530");
+        assert_eq!(grouped(1_000.0), "1 000");
+        assert_eq!(grouped(10_000.0), "10 000");
+        assert_eq!(grouped(1_234_567.0), "1 234 567");
+        assert_eq!(grouped(950.0), "950");
+        assert_eq!(names(&["a, 1"]), "*a, 1*");
+        assert_eq!(names(&["a, 1", "b"]), "*a, 1* and *b*");
+        assert_eq!(names(&["a", "b", "c"]), "*a*, *b* and *c*");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! [`Timeouts`] (the connect, then the whole answer), as chapter 5's
 //! `http::get` does, each written the way that runtime's users write a
 //! timeout. Chapters 1 to 4 are the floor the book builds: chapter 1's
-//! threads get the same limits as socket options, and chapters 2 to 4,
-//! which have no timers, one deadline for the whole run.
+//! threads get the same limits (a connect timeout, a read timeout on the
+//! socket); chapters 2 to 4 have no timers: chapter 2's fibers and chapter
+//! 3's loop keep one deadline for the whole run ([`RUN_TIMEOUT`]), and
+//! chapter 4's executor gives up when a wait brings no event for too long.
 //!
 //! Each run happens in a fresh process (`bench-run`, see `main.rs`), so its
 //! time, CPU and memory are its own.

@@ -1,7 +1,7 @@
 //! # The showdown: one workload through every chapter, and against the peers
 //!
 //! ```text
-//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 8 minutes
+//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 7 minutes
 //! cargo run --release --manifest-path bench/Cargo.toml -- --help
 //! ```
 //!
@@ -62,7 +62,7 @@ USAGE:
     cargo run --release --manifest-path bench/Cargo.toml -- [PART] [OPTIONS]
 
 PARTS:
-    (none)         all three parts (about 8 minutes on 2 CPUs)
+    (none)         all three parts (about 7 minutes on 2 CPUs)
     showdown       only N concurrent GETs through every approach (and their system calls)
     micro          only the microbenchmarks
     fairness       only the fairness rows: timer lateness beside a yielding task, flooding clients

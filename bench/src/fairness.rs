@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use ch01_os_threads::client::{self, Timeouts};
 use ch01_os_threads::http;
 
-use crate::micro::{self, CH05, CH05_MULTI, CH05_OWN, SMOL_LOCAL, TOKIO, TOKIO_MULTI, YieldNow};
+use crate::micro::{self, CH05, CH05_MULTI, CH05_OWN, SMOL_LOCAL, TOKIO, TOKIO_MULTI};
 
 /// The runtimes whose timer lateness is measured, in the table's order.
 pub const LATENESS: [&str; 6] = [CH05, CH05_OWN, CH05_MULTI, TOKIO, TOKIO_MULTI, SMOL_LOCAL];
@@ -147,8 +147,7 @@ macro_rules! lateness_on {
 pub fn lateness(who: &str, timing: Timing) -> io::Result<Lateness> {
     match who {
         CH05 | CH05_OWN | CH05_MULTI => {
-            // TODO(issue 16): `ch05_runtime::yield_now()` in place of the bench's own `YieldNow::new()`.
-            let work = lateness_on!(ch05_runtime::spawn, ch05_runtime::time::sleep, YieldNow::new(), timing);
+            let work = lateness_on!(ch05_runtime::spawn, ch05_runtime::time::sleep, ch05_runtime::yield_now(), timing);
             micro::ch05_runtime(who)?.block_on(work)
         }
         TOKIO | TOKIO_MULTI => {

@@ -45,8 +45,10 @@ const COMPUTE: Duration = Duration::from_millis(100);
 const SLOW: Duration = Duration::from_millis(10);
 
 // ANCHOR: part
-/// Part 8.
-pub fn part(addr: SocketAddr, tracer: &Option<Tracer>) -> anyhow::Result<()> {
+/// Part 8. Not traced by `--trace`: its busy tasks poll hundreds of
+/// thousands of times (`--fairness-svg` draws a smaller run).
+pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
+    let tracer = &None;
     section(8, "who gets the CPU: a busy task beside a sleep and a GET");
     say!("main", "beside a busy task: a {} ms sleep and a GET with a {GET_DELAY} ms delay", NAP.as_millis());
 

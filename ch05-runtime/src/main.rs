@@ -52,6 +52,7 @@ COMMANDS:
                        shown, timers, JoinErrors, spawn_blocking, a channel, the
                        multi-threaded executor, loose coupling (about 1 s)
     --trace            the demo, printing every task's timeline as it happens
+                       (parts 1 to 7; part 8 polls too often to print)
     --trace-svg FILE   the demo, then its timeline drawn in FILE (SVG; open it in
                        a browser)
     --fairness-svg DIR part 8's busy receiver twice, budget off and on, drawn in
@@ -194,7 +195,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
 
     other_runtimes(addr, &tracer)?;
     loose_coupling(addr, &tracer)?;
-    fairness::part(addr, &tracer)?;
+    fairness::part(addr)?;
     Ok(())
 }
 

@@ -42,6 +42,12 @@
 //!   high-water mark of how much of a stack a fiber used.
 //! - [`overflow`]: the `SIGSEGV` handler that turns a hit on a guard page into
 //!   "green thread 3 overflowed its 64 KiB stack".
+//! - [`preempt`]: taking the CPU back from a fiber that never yields (off
+//!   by default): a timer per runtime, [`checkpoint`], and asynchronous
+//!   preemption of code in the `preempt_text` section, through a trampoline
+//!   ([`arch::preempt`]).
+//! - [`preemptible`]: pure computation in that section (the demo's spinner,
+//!   the tests' and the bench's compute kernel).
 //! - [`ring`]: the ring of fibers in the order they take turns, and the
 //!   hot path: [`yield_now`], through the runtime's kind of [`Switch`].
 //! - [`runtime`]: the scheduler: [`run`], [`spawn`], stacks in and out, and
@@ -62,11 +68,14 @@ pub mod arch;
 pub mod asan;
 pub mod measure;
 pub mod overflow;
+pub mod preempt;
+pub mod preemptible;
 pub mod ring;
 pub mod runtime;
 pub mod stack;
 pub mod task;
 
+pub use preempt::{Preempt, checkpoint};
 pub use ring::{Switch, yield_now, yield_now_naive};
 pub use runtime::{Config, Stats, current_id, run, spawn, stats};
 pub use task::{FiberStats, JoinError, JoinHandle};

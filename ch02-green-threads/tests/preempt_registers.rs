@@ -623,11 +623,6 @@ fn levels() -> io::Result<Vec<u64>> {
 
 #[test]
 fn every_register_survives_thousands_of_asynchronous_preemptions() -> io::Result<()> {
-    if ch02_green_threads::asan::ENABLED {
-        // See tests/preempt.rs: the same reason.
-        eprintln!("skipped under AddressSanitizer");
-        return Ok(());
-    }
     for level in levels()? {
         for switch in SWITCHES {
             survives(level, switch)?;

@@ -16,8 +16,8 @@ use ch01_os_threads::measure as threads;
 use ch01_os_threads::report::{self, Figures, Table, bytes, duration, median_of};
 use ch01_os_threads::{cli, say};
 use ch02_green_threads::measure::{
-    CheckpointCost, SUM_CHUNK, checkpoint_cost, compute_three, os_time_slices, parked_memory, preemption_latencies,
-    spawn_join, yield_round_trips,
+    CheckpointCost, SUM_CHUNK, SWITCHED_OUT, checkpoint_cost, compute_three, os_time_slices, parked_memory,
+    preemption_latencies, spawn_join, yield_round_trips,
 };
 use ch02_green_threads::{Config, Preempt, Switch};
 
@@ -308,7 +308,9 @@ impl TakingBack {
             "Latency: from the tick's due time (the timer is armed at absolute times) to the switch, every \
              forced switch of {RUNS} runs; it includes the kernel's delivery of the signal, which the first row \
              measures with no other fiber to switch to. Compute: medians of {RUNS} runs, the last column against \
-             the first row. OS threads: pinned to one CPU, each spinning until it sees the other has run."
+             the first row. OS threads: pinned to one CPU, each reading the clock in a loop; a turn is an \
+             unbroken stretch of reads (no gap over {} µs).",
+            SWITCHED_OUT.as_micros()
         );
         print!("{}", report::wrap(&legend, 100, ""));
     }

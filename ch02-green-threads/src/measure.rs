@@ -241,42 +241,49 @@ pub fn compute_three(preempt: Preempt, checkpoints: bool, rounds: u64) -> io::Re
 }
 
 // ANCHOR: bench_os_slice
-/// How long one of two OS threads that spin on the same CPU runs before
-/// the kernel lets the other one run: `slices` of them, measured from when
-/// one thread first sees it has the CPU (the other ran since its last
-/// look) to when the other does. Gives up after `limit`.
+/// A thread that reads the clock in a loop sees a gap longer than this
+/// only when it was not running: the kernel gave the CPU to someone else.
+pub const SWITCHED_OUT: Duration = Duration::from_micros(50);
+
+/// How long an OS thread runs before the kernel lets another one have the
+/// CPU: two threads spin on the same CPU, each reading the clock in a
+/// loop; an unbroken stretch of reads (no gap over [`SWITCHED_OUT`]) is one
+/// turn. Measured by each thread itself, so a third task that gets the CPU
+/// in between does not lengthen the turns. Returns `slices` turns (or what
+/// there was after `limit`); the first turn of each thread is left out
+/// (it did not start at a switch).
 pub fn os_time_slices(slices: usize, limit: Duration) -> io::Result<Vec<Duration>> {
     let cpu = sys::allowed_cpus()?.first().copied().ok_or_else(|| io::Error::other("no CPU to run on"))?;
-    // Who has run most recently (1 or 2), and how many hand-overs so far.
-    let (last, handovers) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let turns = AtomicUsize::new(0);
     let deadline = Instant::now() + limit;
-    let spin = |me: usize| -> io::Result<Vec<Instant>> {
+    let spin = || -> io::Result<Vec<Duration>> {
         let _pin = sys::pin_to_cpu(cpu)?;
-        let mut took_over = Vec::with_capacity(slices + 2);
-        while handovers.load(Ordering::Relaxed) <= slices && Instant::now() < deadline {
-            if last.load(Ordering::Relaxed) != me {
-                // The other thread ran since we last looked: the kernel gave
-                // us the CPU just now.
-                last.store(me, Ordering::Relaxed);
-                handovers.fetch_add(1, Ordering::Relaxed);
-                took_over.push(Instant::now());
+        let mut mine = Vec::with_capacity(slices);
+        let (mut started, mut last) = (None, Instant::now());
+        while turns.load(Ordering::Relaxed) < slices && last < deadline {
+            let now = Instant::now();
+            if now - last > SWITCHED_OUT {
+                // We were switched out after `last`, and are back since `now`.
+                if let Some(start) = started {
+                    mine.push(last - start);
+                    turns.fetch_add(1, Ordering::Relaxed);
+                }
+                started = Some(now);
             }
+            last = now;
         }
-        Ok(took_over)
+        Ok(mine)
     };
     let (one, two) = std::thread::scope(|scope| {
-        let one = scope.spawn(|| spin(1));
-        let two = scope.spawn(|| spin(2));
+        let one = scope.spawn(spin);
+        let two = scope.spawn(spin);
         (one.join(), two.join())
     });
-    let joined = |result: std::thread::Result<io::Result<Vec<Instant>>>| {
+    let joined = |result: std::thread::Result<io::Result<Vec<Duration>>>| {
         result.map_err(|_| io::Error::other("a spinning thread panicked"))?
     };
-    let mut times = joined(one)?;
-    times.extend(joined(two)?);
-    times.sort();
-    // Between two hand-overs, one thread had the CPU. The first one is
-    // when the second thread started, not a slice.
-    Ok(times.windows(2).skip(1).map(|pair| pair[1] - pair[0]).collect())
+    let mut all = joined(one)?;
+    all.extend(joined(two)?);
+    Ok(all)
 }
 // ANCHOR_END: bench_os_slice

@@ -386,7 +386,7 @@ const LINES: u32 = 3;
 const SPIN_BOUND: u64 = 300_000;
 /// The same with preemption, where the printers' end stops the spinner long
 /// before: only a preemption that failed would get there.
-const SPIN_BOUND_PREEMPTED: u64 = 100 * SPIN_BOUND;
+const SPIN_BOUND_PREEMPTED: u64 = 20 * SPIN_BOUND;
 
 // ANCHOR: take_back
 /// Step 5: a fiber spins, never yielding, beside two that print; three

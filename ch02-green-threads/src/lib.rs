@@ -9,7 +9,11 @@
 //! Cooperative means a fiber runs until *it* decides to give up the CPU with
 //! [`yield_now`]. That is what makes switching cheap, and also the catch: a
 //! fiber that never yields starves all the others, and a fiber that blocks in
-//! a system call (a slow `read`) blocks every fiber on the thread.
+//! a system call (a slow `read`) blocks every fiber on the thread. A runtime
+//! can take the CPU back from the first kind ([`Config::preempt`], off by
+//! default): a timer ends each quantum, and the fiber yields at its next
+//! [`checkpoint`], or is switched by signal where it runs code marked safe
+//! to interrupt (see [`preempt`]).
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc};

@@ -420,7 +420,7 @@ fn spinner_and_printers(preempt: Preempt) -> anyhow::Result<()> {
             ),
         ),
         Preempt::Asynchronous { quantum } => (
-            "in the preempt_text section, never calling checkpoint()".to_string(),
+            format!("{} the preempt_text section, never calling checkpoint()", spin_is_in_the_section()),
             format!("asynchronous (Preempt::Asynchronous, {} quantum): a signal takes the CPU back", millis(quantum)),
         ),
     };
@@ -484,6 +484,13 @@ fn spinner_and_printers(preempt: Preempt) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: take_back
+
+/// Where `preemptible::spin` is: `in` the preemptible section, or
+/// `outside` it (if its `link_section` attribute is taken off).
+fn spin_is_in_the_section() -> &'static str {
+    let spin = preemptible::spin as fn(&AtomicBool, &AtomicU64, u64) -> Spun as usize;
+    if preempt::section().contains(&spin) { "in" } else { "outside" }
+}
 
 /// A quantum as the code writes it: `10 ms`, or with a fraction if it has one.
 fn millis(quantum: Duration) -> String {

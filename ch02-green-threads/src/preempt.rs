@@ -49,7 +49,7 @@
 //! process); debuggers pass it on without stopping; and the C library
 //! uses no such signal for itself (glibc takes real-time signals 32 and
 //! 33). A program that does use `SIGURG` keeps its handler: ours passes on
-//! every `SIGURG` that is not one of our timers' (see [`on_tick`]).
+//! every `SIGURG` that is not one of our timers' (see `on_tick`).
 //!
 //! The handler is installed with `SA_ONSTACK` (it runs on the thread's
 //! alternate signal stack, which [`crate::overflow::AltStack`] makes sure

@@ -36,7 +36,7 @@
 //! ```
 //!
 //! The handler writes one word, `r`, just below the red zone, and sets the
-//! saved `rsp` to point at it and the saved `rip` to [`trampoline`]. To the
+//! saved `rsp` to point at it and the saved `rip` to `trampoline`. To the
 //! trampoline that looks like a call: a return address on top of the
 //! stack. It ends with `ret 128`, which pops `r` into `rip` and then moves
 //! `rsp` up by another 128 bytes, over the red zone: `rsp = s` again.
@@ -197,7 +197,7 @@ pub unsafe fn interrupted_at(ucontext: *const c_void) -> (usize, usize) {
 
 // ANCHOR: enter_trampoline
 /// Rewrites the saved registers so that, when the signal handler returns,
-/// the interrupted code runs [`trampoline`] instead of its next instruction
+/// the interrupted code runs `trampoline` instead of its next instruction
 /// (see the module docs for the stack before and after). Returns `false`,
 /// changing nothing, if the return slot would not lie in `stack`.
 ///

@@ -238,16 +238,23 @@ pub unsafe fn enter_trampoline(ucontext: *mut c_void, stack: Range<usize>) -> bo
 /// [`crate::preempt::preempted`] (which yields), restores everything and
 /// returns to the interrupted instruction. Only ever entered through
 /// [`enter_trampoline`]'s rewrite, never called.
+///
+/// # Safety
+///
+/// Only to be entered as [`enter_trampoline`] arranges: `[rsp]` holds the
+/// interrupted `rip`, the interrupted `rsp` is `rsp + 136`, every other
+/// register holds the interrupted code's value, and that code may be
+/// switched away from (the preemptible section's rules).
 #[unsafe(naked)]
 unsafe extern "sysv64" fn trampoline() {
     naked_asm!(
         // On entry: [rsp] = the interrupted rip; rsp = its rsp - 136. Every
         // other register holds what the interrupted code left in it.
         "pushfq",                                 // the flags first: most instructions below change them
-        "push rax",                               // the caller-saved registers: the call below may
-        "push rcx",                               // destroy them, and the interrupted code, which called
-        "push rdx",                               // nothing, may have a live value in any of them
-        "push rsi",
+        "push rax",                               // the nine caller-saved registers: the call below may
+        "push rcx",                               //   destroy them, and the interrupted code (which
+        "push rdx",                               //   called nothing) may hold a live value in any of
+        "push rsi",                               //   them
         "push rdi",
         "push r8",
         "push r9",
@@ -259,25 +266,25 @@ unsafe extern "sysv64" fn trampoline() {
         "and rsp, -64",                           // xsave64 wants its area 64-byte aligned
         "xor eax, eax",                           // the XSAVE header (64 bytes at +512) must be zero
         "mov qword ptr [rsp + 512], rax",         // before xsave64: xrstor64 faults on reserved bits,
-        "mov qword ptr [rsp + 520], rax",         // and this stack memory holds old frames
-        "mov qword ptr [rsp + 528], rax",
+        "mov qword ptr [rsp + 520], rax",         //   and this stack memory holds old frames
+        "mov qword ptr [rsp + 528], rax",         //   (eight words of zero)
         "mov qword ptr [rsp + 536], rax",
         "mov qword ptr [rsp + 544], rax",
         "mov qword ptr [rsp + 552], rax",
         "mov qword ptr [rsp + 560], rax",
-        "mov qword ptr [rsp + 568], rax",
+        "mov qword ptr [rsp + 568], rax",         //   the header's last word
         "mov eax, dword ptr [rip + {mask}]",      // which components to save: edx:eax,
-        "mov edx, dword ptr [rip + {mask} + 4]",  // the ones the OS enabled (XCR0)
+        "mov edx, dword ptr [rip + {mask} + 4]",  //   the ones the OS enabled (XCR0)
         "xsave64 [rsp]",                          // x87, MXCSR, xmm, and ymm/zmm/k where enabled
         "cld",                                    // a call needs the direction flag clear; the interrupted
-                                                  // code may have set it (saved with the flags)
+                                                  //   code may have set it (saved with the flags)
         "call {preempted}",                       // rsp is 64-byte aligned, so 16 as a call needs: yield
         "mov eax, dword ptr [rip + {mask}]",      // back, perhaps much later: the same components
-        "mov edx, dword ptr [rip + {mask} + 4]",
+        "mov edx, dword ptr [rip + {mask} + 4]",  //   (eax and edx were free to change in the call)
         "xrstor64 [rsp]",                         // every vector register and MXCSR as they were
         "mov rsp, rbp",                           // undo the alignment: back to the pushed registers
-        "pop rbp",
-        "pop r11",                                // in reverse order of the pushes
+        "pop rbp",                                // the interrupted code's rbp
+        "pop r11",                                // the caller-saved registers, in reverse order
         "pop r10",
         "pop r9",
         "pop r8",
@@ -285,10 +292,10 @@ unsafe extern "sysv64" fn trampoline() {
         "pop rsi",
         "pop rdx",
         "pop rcx",
-        "pop rax",
+        "pop rax",                                //   the first one pushed
         "popfq",                                  // the interrupted code's flags, DF included
         "ret 128",                                // pop rip, then rsp += 128: over the red zone, back
-                                                  // to the interrupted instruction and its rsp
+                                                  //   to the interrupted instruction and its rsp
         bytes = sym XSAVE_BYTES,
         mask = sym XSAVE_MASK,
         preempted = sym crate::preempt::preempted,

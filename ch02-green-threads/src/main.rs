@@ -382,7 +382,7 @@ const QUANTUM: Duration = Duration::from_millis(10);
 /// Lines each printer prints in step 5.
 const LINES: u32 = 3;
 /// Where step 5's spinner gives up by itself when nothing preempts it:
-/// nothing else would ever end it (rounds of 64 multiply-adds).
+/// nothing else would ever end it (rounds of 64 xor-shift-multiplies).
 const SPIN_BOUND: u64 = 300_000;
 /// The same with preemption, where the printers' end stops the spinner long
 /// before: only a preemption that failed would get there.

@@ -120,14 +120,18 @@ pub fn spin_with_checkpoints(stop: &AtomicBool, progress: &AtomicU64, max_rounds
     Spun { rounds, stopped, value }
 }
 
-/// One round of [`spin`]: 64 steps of a linear congruential generator,
-/// enough work that the loop's atomic load (a call, in a debug build, to a
-/// function outside the section) is a small part of it.
+/// One round of [`spin`]: 64 steps of xor-shift and multiply, enough work
+/// that the loop's atomic load (a call, in a debug build, to a function
+/// outside the section) is a small part of it. Not multiply-and-add alone:
+/// 64 steps of `x * a + c` are `x * a^64 + c'`, which the optimiser works
+/// out and does in one step, and the spinner would finish its bound before
+/// the first tick.
 #[inline(always)]
 fn spin_round(mut value: u64) -> u64 {
     let mut step = 0;
     while step < 64 {
-        value = value.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        value ^= value >> 29;
+        value = value.wrapping_mul(0xbf58_476d_1ce4_e5b9);
         step += 1;
     }
     value

@@ -38,7 +38,8 @@
 //! The clock is the wall clock (`CLOCK_MONOTONIC`), not the thread's CPU
 //! time: the kernel checks CPU-time timers only on its scheduler tick (4 ms
 //! on a kernel built with `HZ=250`), while a monotonic timer is a
-//! high-resolution timer that fires within microseconds of its time.
+//! high-resolution timer that fires microseconds after its time (tens of
+//! them on the virtual machine of the chapter's bench).
 //!
 //! ## The signal: SIGURG
 //!

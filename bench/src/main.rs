@@ -1,34 +1,52 @@
 //! # The showdown: one workload through every chapter, and against the peers
 //!
 //! ```text
-//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 4 minutes
+//! cargo run --release --manifest-path bench/Cargo.toml              # everything, about 7 minutes
 //! cargo run --release --manifest-path bench/Cargo.toml -- --help
 //! ```
 //!
-//! Two parts, one run:
+//! Three parts, one run:
 //!
 //! - **the showdown** ([`requests`]): N concurrent GETs (100, 1 000, 10 000)
 //!   to the delay server, each answered after the same delay, done by a
 //!   thread per request (ch01), green threads (ch02), one epoll loop (ch03),
-//!   hand-written coroutines (ch04), our runtime on one thread and on two
-//!   (ch05), tokio (current_thread, multi_thread) and smol's
-//!   async-executor. Wall time, CPU time, peak RSS and memory per request;
-//!   every run a fresh process; the server is chapter 5's async one, started
-//!   once, in a process of its own, the same for everyone.
-//! - **microbenchmarks** ([`micro`]): switch or yield round trip, ping-pong,
-//!   spawn + complete, memory per idle task and 100 000 concurrent sleeps,
-//!   next to corosensei, tokio, async-executor and futures' LocalPool.
+//!   hand-written coroutines (ch04), our runtime on one thread (with the
+//!   reactor thread, and with its own reactor) and on two workers (ch05),
+//!   tokio (current_thread, multi_thread) and smol's `LocalExecutor`. Wall
+//!   time, CPU time, peak RSS and memory per request; every run a fresh
+//!   process; the server is chapter 5's async one, started once, in a
+//!   process of its own, the same for everyone. Then one run each under
+//!   `perf stat`, not timed, to count system calls ([`syscalls`]).
+//! - **microbenchmarks** ([`micro`]): switch or yield round trip, ping-pong
+//!   (between two tasks, and from `block_on`), spawn + complete (and
+//!   allocations per task, [`counting`]), memory per idle task and 100 000
+//!   concurrent sleeps, next to corosensei, tokio, async-executor and
+//!   futures' LocalPool.
+//! - **fairness** ([`fairness`]): how late a 1 ms timer fires beside a task
+//!   that yields in a loop, and how long a client waits while two others
+//!   flood the delay server.
 //!
-//! The figures go out as one JSON object per line (`--json` prints them;
-//! `results.jsonl` keeps them), and the tables and the chart in
-//! `docs/src/showdown/` are generated from that file ([`render`], [`chart`]),
-//! never typed by hand: `showdown render FILE` regenerates them.
+//! Every row's contenders run interleaved (one run of each in turn, see
+//! `run.rs`). The figures go out as one JSON object per line (`--json`
+//! prints them; `results.jsonl` keeps them), and the tables, the chart and
+//! the page's sentences that quote figures, in `docs/src/showdown/`, are
+//! generated from that file ([`render`], [`chart`], [`prose`]), never typed
+//! by hand: `showdown render FILE` regenerates them.
 
 mod chart;
+mod counting;
+mod fairness;
 mod micro;
+mod prose;
 mod render;
 mod requests;
 mod run;
+mod syscalls;
+
+/// Every allocation of this program goes through std's allocator, counted
+/// on demand (allocations per spawned task, see [`counting`]).
+#[global_allocator]
+static ALLOCATOR: counting::CountingAllocator = counting::CountingAllocator;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,17 +62,18 @@ USAGE:
     cargo run --release --manifest-path bench/Cargo.toml -- [PART] [OPTIONS]
 
 PARTS:
-    (none)         the showdown and the microbenchmarks (about 4 minutes on 2 CPUs)
-    showdown       only N concurrent GETs through every approach
+    (none)         all three parts (about 7 minutes on 2 CPUs)
+    showdown       only N concurrent GETs through every approach (and their system calls)
     micro          only the microbenchmarks
-    render FILE    write the tables and the chart again from a results.jsonl
+    fairness       only the fairness rows: timer lateness beside a yielding task, flooding clients
+    render FILE    write the tables, the chart and the page's sentences again from a results.jsonl
     --help         this text
 
 OPTIONS:
     --json         print the figures as one JSON object per line, not as tables
     --sizes LIST   the N of the showdown (default 100,1000,10000)
-    --runs N       runs per cell, median and min-max reported (default 5, at least 5
-                   unless --quick)
+    --runs N       runs per cell, interleaved across the contenders; median and
+                   min-max reported (default 5, at least 5 unless --quick)
     --quick        small sizes and few runs, to check that everything works;
                    writes nothing
     --out DIR      where the tables, chart and results.jsonl go (default
@@ -72,6 +91,8 @@ pub struct Options {
     pub showdown: bool,
     /// Run the microbenchmarks.
     pub micro: bool,
+    /// Run the fairness rows.
+    pub fairness: bool,
     /// Print JSON lines instead of tables.
     pub json: bool,
     /// The N of the showdown.
@@ -115,6 +136,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         showdown: true,
         micro: true,
+        fairness: true,
         json: false,
         sizes: vec![100, 1_000, 10_000],
         runs: 5,
@@ -127,11 +149,13 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut runs_given = false;
     let mut args = args.iter().peekable();
     if let Some(part) = args.next_if(|arg| !arg.starts_with("--")) {
-        match part.as_str() {
-            "showdown" => options.micro = false,
-            "micro" => options.showdown = false,
-            other => return Err(cli::unknown("part", other)),
+        let only = part.as_str();
+        if !["showdown", "micro", "fairness"].contains(&only) {
+            return Err(cli::unknown("part", only));
         }
+        options.showdown = only == "showdown";
+        options.micro = only == "micro";
+        options.fairness = only == "fairness";
     }
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value (see --help)"));
@@ -194,6 +218,6 @@ fn render_file(file: &str) -> anyhow::Result<()> {
     let results = render::Results::parse(&text)?;
     let dir = std::path::Path::new(file).parent().map_or_else(|| PathBuf::from("."), PathBuf::from);
     render::write(&results, &dir, None)?;
-    println!("wrote the tables and the chart in {} from {file}", dir.display());
+    println!("wrote the tables, the chart and the sentences in {} from {file}", dir.display());
     Ok(())
 }

@@ -4,6 +4,16 @@
 //! of them, and counts the good answers (`200 OK`, the body asked for); the
 //! first failure is kept for the table's notes.
 //!
+//! The runtimes do the same work: each task builds its request (chapter 1's
+//! `http::request`) and bounds its wait with chapter 1's two default
+//! [`Timeouts`] (the connect, then the whole answer), as chapter 5's
+//! `http::get` does, each written the way that runtime's users write a
+//! timeout. Chapters 1 to 4 are the floor the book builds: chapter 1's
+//! threads get the same limits (a connect timeout, a read timeout on the
+//! socket); chapters 2 to 4 have no timers: chapter 2's fibers and chapter
+//! 3's loop keep one deadline for the whole run ([`RUN_TIMEOUT`]), and
+//! chapter 4's executor gives up when a wait brings no event for too long.
+//!
 //! Each run happens in a fresh process (`bench-run`, see `main.rs`), so its
 //! time, CPU and memory are its own.
 
@@ -15,7 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ch01_os_threads::bench_kit::Outcome;
+use ch01_os_threads::client::Timeouts;
 use ch01_os_threads::http::{self, Response};
+
+use crate::micro::{CH05, CH05_MULTI, CH05_OWN, SMOL_LOCAL, TOKIO, TOKIO_MULTI};
 
 /// How long any one run may take before its unfinished requests count as
 /// failed: far above the delay, so only a stuck approach ever meets it.
@@ -25,19 +38,28 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// code needs a few KiB; 64 KiB is what both chapters use.
 pub const STACK: usize = 64 * 1024;
 
+/// Chapter 1's approach, as the tables name it.
+pub const THREADS: &str = "ch01 thread per request";
+/// Chapter 2's.
+pub const FIBERS: &str = "ch02 green threads (non-blocking + yield)";
+/// Chapter 3's.
+pub const EPOLL: &str = "ch03 one epoll loop";
+/// Chapter 4's.
+pub const COROUTINES: &str = "ch04 hand-written coroutines";
+
 /// The approaches, in the order the table lists them: (id on the command
 /// line, name in the table).
 pub const APPROACHES: [(&str, &str); 10] = [
-    ("threads", "ch01 thread per request"),
-    ("fibers", "ch02 green threads (non-blocking + yield)"),
-    ("epoll", "ch03 one epoll loop"),
-    ("coroutines", "ch04 hand-written coroutines"),
-    ("ch05-1", "ch05 runtime, 1 thread"),
-    ("ch05-own", "ch05 runtime, 1 thread, own reactor"),
-    ("ch05-2", "ch05 runtime, 2 workers"),
-    ("tokio-1", "tokio current_thread"),
-    ("tokio-2", "tokio multi_thread, 2 workers"),
-    ("smol", "smol async-executor, 1 thread"),
+    ("threads", THREADS),
+    ("fibers", FIBERS),
+    ("epoll", EPOLL),
+    ("coroutines", COROUTINES),
+    ("ch05-1", CH05),
+    ("ch05-own", CH05_OWN),
+    ("ch05-2", CH05_MULTI),
+    ("tokio-1", TOKIO),
+    ("tokio-2", TOKIO_MULTI),
+    ("smol", SMOL_LOCAL),
 ];
 
 /// Sends the `n` GETs of `path` to `addr` the way `approach` does, and
@@ -48,17 +70,11 @@ pub fn run(approach: &str, addr: SocketAddr, path: &str, n: usize) -> io::Result
         "fibers" => green_threads(addr, path, n)?,
         "epoll" => ch03_epoll::client::get_all(addr, &vec![path.to_string(); n], RUN_TIMEOUT, |_| {})?,
         "coroutines" => coroutines(addr, path, n)?,
-        "ch05-1" => ch05(ch05_runtime::Runtime::new()?, addr, path, n),
-        "ch05-own" => {
-            let runtime = ch05_runtime::Runtime::builder().io_driver(ch05_runtime::IoDriver::ExecutorThread).build()?;
-            ch05(runtime, addr, path, n)
-        }
-        "ch05-2" => ch05(ch05_runtime::Runtime::builder().worker_threads(2).build()?, addr, path, n),
-        "tokio-1" => tokio_gets(tokio::runtime::Builder::new_current_thread().enable_all().build()?, addr, path, n),
-        "tokio-2" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            tokio_gets(runtime, addr, path, n)
-        }
+        "ch05-1" => ch05(crate::micro::ch05_runtime(CH05)?, addr, path, n),
+        "ch05-own" => ch05(crate::micro::ch05_runtime(CH05_OWN)?, addr, path, n),
+        "ch05-2" => ch05(crate::micro::ch05_runtime(CH05_MULTI)?, addr, path, n),
+        "tokio-1" => tokio_gets(crate::micro::tokio_runtime(TOKIO)?, addr, path, n),
+        "tokio-2" => tokio_gets(crate::micro::tokio_runtime(TOKIO_MULTI)?, addr, path, n),
         "smol" => smol_gets(addr, path, n),
         other => return Err(io::Error::new(ErrorKind::InvalidInput, format!("unknown approach {other:?}"))),
     };
@@ -186,7 +202,9 @@ fn coroutines(addr: SocketAddr, path: &str, n: usize) -> io::Result<Vec<io::Resu
         .collect())
 }
 
-/// Chapter 5: a task per request on our runtime, each running `http::get`.
+/// Chapter 5: a task per request on our runtime, each running `http::get`:
+/// the request built in the task, a connect timeout and a read timeout
+/// (chapter 1's [`Timeouts`]).
 fn ch05(runtime: ch05_runtime::Runtime, addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
     let path: Arc<str> = Arc::from(path);
     runtime.block_on(async move {
@@ -204,25 +222,30 @@ fn ch05(runtime: ch05_runtime::Runtime, addr: SocketAddr, path: &str, n: usize) 
     })
 }
 
-/// tokio: a task per request, `TcpStream` + `write_all` + `read_to_end`,
-/// the same exchange as `ch05_runtime::http::get`.
-fn tokio_gets(runtime: tokio::runtime::Runtime, addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+// ANCHOR: tokio_get
+/// tokio: a task per request doing what `ch05_runtime::http::get` does, as
+/// a tokio user writes it: the request built in the task, `connect` under
+/// `tokio::time::timeout(limits.connect, ..)`, `write_all`, then
+/// `read_to_end` under `timeout(limits.read, ..)`.
+async fn tokio_get(addr: SocketAddr, path: &str, limits: Timeouts) -> io::Result<Response> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request: Arc<[u8]> = Arc::from(http::request(addr, path));
+    use tokio::time::timeout;
+    let mut stream = timeout(limits.connect, tokio::net::TcpStream::connect(addr)).await??;
+    stream.write_all(&http::request(addr, path)).await?;
+    let mut answer = Vec::new();
+    timeout(limits.read, stream.read_to_end(&mut answer)).await??;
+    http::parse_response(&answer)
+}
+// ANCHOR_END: tokio_get
+
+/// tokio: a task per request running [`tokio_get`].
+fn tokio_gets(runtime: tokio::runtime::Runtime, addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    let path: Arc<str> = Arc::from(path);
     runtime.block_on(async move {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
-                let request = Arc::clone(&request);
-                tokio::spawn(async move {
-                    let exchange = async {
-                        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-                        stream.write_all(&request).await?;
-                        let mut answer = Vec::new();
-                        stream.read_to_end(&mut answer).await?;
-                        http::parse_response(&answer)
-                    };
-                    tokio::time::timeout(RUN_TIMEOUT, exchange).await.map_err(io::Error::from).and_then(|r| r)
-                })
+                let path = Arc::clone(&path);
+                tokio::spawn(async move { tokio_get(addr, &path, Timeouts::default()).await })
             })
             .collect();
         let mut results = Vec::with_capacity(n);
@@ -233,30 +256,37 @@ fn tokio_gets(runtime: tokio::runtime::Runtime, addr: SocketAddr, path: &str, n:
     })
 }
 
-/// smol's pieces: a task per request on `async-executor`, sockets on
-/// `async-io` (smol's reactor), all on this thread.
-fn smol_gets(addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+// ANCHOR: smol_get
+/// smol: the same exchange on async-io's `Async<TcpStream>`, each wait
+/// raced against an async-io `Timer` (what smol's users write for a
+/// timeout: `future.or(timer)`).
+async fn smol_get(addr: SocketAddr, path: &str, limits: Timeouts) -> io::Result<Response> {
     use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-    let request: Rc<[u8]> = Rc::from(http::request(addr, path));
+    let mut stream = async_io::Async::<TcpStream>::connect(addr).or(too_late(limits.connect)).await?;
+    stream.write_all(&http::request(addr, path)).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).or(too_late(limits.read)).await?;
+    http::parse_response(&answer)
+}
+
+/// An error after `limit`: the other side of a race with a timer.
+async fn too_late<T>(limit: Duration) -> io::Result<T> {
+    async_io::Timer::after(limit).await;
+    Err(io::Error::new(ErrorKind::TimedOut, format!("no answer within {limit:?}")))
+}
+// ANCHOR_END: smol_get
+
+/// smol's pieces: a task per request running [`smol_get`] on
+/// async-executor's `LocalExecutor` (so the path is shared through an `Rc`),
+/// run by `async_io::block_on` (`smol::block_on`) on this thread.
+fn smol_gets(addr: SocketAddr, path: &str, n: usize) -> Vec<io::Result<Response>> {
+    let path: Rc<str> = Rc::from(path);
     let executor = async_executor::LocalExecutor::new();
     let work = async {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
-                let request = Rc::clone(&request);
-                executor.spawn(async move {
-                    let exchange = async {
-                        let mut stream = async_io::Async::<TcpStream>::connect(addr).await?;
-                        stream.write_all(&request).await?;
-                        let mut answer = Vec::new();
-                        stream.read_to_end(&mut answer).await?;
-                        http::parse_response(&answer)
-                    };
-                    let too_late = async {
-                        async_io::Timer::after(RUN_TIMEOUT).await;
-                        Err(io::Error::new(ErrorKind::TimedOut, "no answer in time"))
-                    };
-                    exchange.or(too_late).await
-                })
+                let path = Rc::clone(&path);
+                executor.spawn(async move { smol_get(addr, &path, Timeouts::default()).await })
             })
             .collect();
         let mut results = Vec::with_capacity(n);

@@ -1,6 +1,9 @@
 //! `bench`: what a green thread costs next to an OS thread, and where the
 //! nanoseconds of a switch go: the teaching switch, the naive one, the bare
-//! switch without a scheduler, and the going-faster inline switch.
+//! switch without a scheduler, and the going-faster inline switch. Then
+//! what taking the CPU back costs: a checkpoint, how late a forced switch
+//! comes after its quantum, what preemption does to a compute loop, and
+//! the kernel's own time slice for two spinning OS threads.
 //!
 //! `bench --json` prints the same figures as one JSON object per line.
 
@@ -12,8 +15,14 @@ use ch01_os_threads::bench_kit::Progress;
 use ch01_os_threads::measure as threads;
 use ch01_os_threads::report::{self, Figures, Table, bytes, duration, median_of};
 use ch01_os_threads::{cli, say};
-use ch02_green_threads::measure::{parked_memory, spawn_join, yield_round_trips};
-use ch02_green_threads::{Config, Switch};
+use ch02_green_threads::measure::{
+    CheckpointCost, SUM_CHUNK, SWITCHED_OUT, checkpoint_cost, compute_three, os_time_slices, parked_memory,
+    preemption_latencies, spawn_join, yield_round_trips,
+};
+use ch02_green_threads::{Config, Preempt, Switch};
+
+/// Runs of each measurement (the table shows medians).
+const RUNS: usize = 7;
 
 /// `bench [--json]`.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -21,7 +30,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if let Some(other) = rest.first() {
         return Err(cli::unknown("bench option", other));
     }
-    const RUNS: usize = 7;
     const STACK: usize = 64 * 1024;
     const GREEN_PARKED: usize = 10_000;
     const OS_PARKED: usize = 1_000;
@@ -29,7 +37,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         println!("{}", report::machine());
         say!("main", "measuring, {RUNS} runs each (takes a few seconds)");
     }
-    let mut progress = Progress::new(14 * RUNS + 2);
+    let mut progress = Progress::new(14 * RUNS + 2 + PREEMPT_STEPS * RUNS + 1);
     let mut step = |what: &str| {
         progress.start(what);
         progress.finish_step();
@@ -73,6 +81,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let memory = parked_memory(GREEN_PARKED, teaching)?;
     step(&format!("memory of {OS_PARKED} parked OS threads"));
     let os_memory = threads::memory_per_parked_thread(OS_PARKED, STACK).context("ch01 memory per thread")?;
+    let taking_back = TakingBack::measure(&mut step)?;
     drop(progress);
 
     let per_trip = |total: Duration| total.as_secs_f64() * 1e9 / f64::from(TRIPS);
@@ -105,6 +114,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .bytes("memory resident per green thread", memory.1)
             .bytes("memory reserved (virtual) per OS thread", os_memory.virtual_per_thread)
             .bytes("memory resident per OS thread", os_memory.resident_per_thread);
+        taking_back.add_figures(&mut figures);
         print!("{}", figures.to_json_lines());
         return Ok(());
     }
@@ -152,7 +162,187 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
          from /proc/self/status."
     );
     print!("{}", report::wrap(&legend, 100, ""));
+    println!();
+    taking_back.print();
     Ok(())
+}
+
+/// Steps of [`TakingBack::measure`] that run `RUNS` times.
+const PREEMPT_STEPS: usize = 10;
+/// The quanta the preemption rows use.
+const QUANTA: [Duration; 2] = [Duration::from_millis(1), Duration::from_micros(100)];
+/// Rounds of `mix` in the checkpoint rows, per run.
+const CHECKPOINT_ROUNDS: u64 = 20_000_000;
+/// Elements summed in the checkpoint rows, per run.
+const CHECKPOINT_ELEMENTS: u64 = 100_000_000;
+/// Rounds of `mix` per fiber in the compute rows.
+const COMPUTE_ROUNDS: u64 = 10_000_000;
+/// Time slices of two spinning OS threads to measure.
+const OS_SLICES: usize = 100;
+
+/// The rows of "taking the CPU back".
+struct TakingBack {
+    /// The checkpoint loops' times (the median run, by the time of the
+    /// loop with a checkpoint in every round of mix).
+    checkpoint: CheckpointCost,
+    /// Latencies of forced switches, every run's samples together: what,
+    /// which quantum, the samples sorted.
+    latencies: Vec<(String, Duration, Vec<Duration>)>,
+    /// Three fibers' compute loop: what, its time (median).
+    compute: Vec<(String, Duration)>,
+    /// Two spinning OS threads on one CPU: how long each kept it, sorted.
+    os_slices: Vec<Duration>,
+}
+
+impl TakingBack {
+    fn measure(step: &mut dyn FnMut(&str)) -> anyhow::Result<TakingBack> {
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            step("loops with and without checkpoint()");
+            runs.push(checkpoint_cost(CHECKPOINT_ROUNDS, CHECKPOINT_ELEMENTS, QUANTA[0])?);
+        }
+        // Each figure's own median: the five loops of a run share its noise
+        // less than one might think (they run one after the other).
+        let median_by = |figure: fn(&CheckpointCost) -> Duration| {
+            let mut times: Vec<Duration> = runs.iter().map(figure).collect();
+            times.sort();
+            times[times.len() / 2]
+        };
+        let checkpoint = CheckpointCost {
+            mix: median_by(|c| c.mix),
+            mix_checked: median_by(|c| c.mix_checked),
+            sum: median_by(|c| c.sum),
+            sum_checked_each: median_by(|c| c.sum_checked_each),
+            sum_checked_per_chunk: median_by(|c| c.sum_checked_per_chunk),
+        };
+        let mut latencies = Vec::new();
+        let mut pooled = |what: &str, preempt: Preempt, fibers: usize| -> io::Result<()> {
+            let quantum = preempt.quantum().unwrap_or_default();
+            let switches = (Duration::from_millis(100).as_nanos() / quantum.as_nanos()).max(1) as u64;
+            let mut all = Vec::new();
+            for _ in 0..RUNS {
+                step(&format!("{what}, {} quantum", duration(quantum)));
+                all.extend(preemption_latencies(preempt, fibers, switches)?);
+            }
+            all.sort();
+            latencies.push((what.to_string(), quantum, all));
+            Ok(())
+        };
+        let [long, short] = QUANTA;
+        pooled("1 fiber at checkpoints: the signal alone", Preempt::Checkpoints { quantum: long }, 1)?;
+        for quantum in QUANTA {
+            pooled("3 fibers, at checkpoints", Preempt::Checkpoints { quantum }, 3)?;
+            pooled("3 fibers, asynchronously", Preempt::Asynchronous { quantum }, 3)?;
+        }
+        let mut compute = Vec::new();
+        let rows: [(&str, Preempt, bool); 4] = [
+            ("no preemption (one after the other)", Preempt::Off, false),
+            ("a checkpoint every round", Preempt::Checkpoints { quantum: long }, true),
+            ("asynchronous", Preempt::Asynchronous { quantum: long }, false),
+            ("asynchronous", Preempt::Asynchronous { quantum: short }, false),
+        ];
+        for (what, preempt, checkpoints) in rows {
+            let time = median_of(RUNS, || {
+                step(&format!("3 fibers computing: {what}"));
+                compute_three(preempt, checkpoints, COMPUTE_ROUNDS)
+            })?;
+            let what = match preempt.quantum() {
+                Some(quantum) => format!("{what}, {} quantum", duration(quantum)),
+                None => what.to_string(),
+            };
+            compute.push((what, time));
+        }
+        step(&format!("{OS_SLICES} time slices of two OS threads on one CPU"));
+        let mut os_slices = os_time_slices(OS_SLICES, Duration::from_secs(10)).context("two spinning OS threads")?;
+        os_slices.sort();
+        Ok(TakingBack { checkpoint, latencies, compute, os_slices })
+    }
+
+    /// The sample at quantile `q` (0 to 1) of sorted `samples`.
+    fn quantile(samples: &[Duration], q: f64) -> Duration {
+        let at = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(at).copied().unwrap_or_default()
+    }
+
+    fn print(&self) {
+        let mut table = Table::new(&["taking the CPU back", "median", "p99 (spread)"]);
+        let c = &self.checkpoint;
+        let per = |total: Duration, count: u64| format!("{:.2} ns", total.as_secs_f64() * 1e9 / count as f64);
+        let (rounds, elements) = (CHECKPOINT_ROUNDS, CHECKPOINT_ELEMENTS);
+        table
+            .row(&["checkpoint() in a loop, one fiber, 1 ms quantum:", "", ""])
+            .row(&["  a round of mix, without checkpoint()", &per(c.mix, rounds), ""])
+            .row(&["  a round of mix, with a checkpoint() every round", &per(c.mix_checked, rounds), ""])
+            .row(&["  summing u64s, per element, without checkpoint() (vectorised)", &per(c.sum, elements), ""])
+            .row(&["  the same, with a checkpoint() after every element", &per(c.sum_checked_each, elements), ""])
+            .row(&[
+                &format!("  the same, with a checkpoint() after every {SUM_CHUNK} elements"),
+                &per(c.sum_checked_per_chunk, elements),
+                "",
+            ]);
+        table.row(&["a forced switch, how late after the quantum ended:", "", ""]);
+        for (what, quantum, samples) in &self.latencies {
+            let median = duration(Self::quantile(samples, 0.5));
+            let p99 = duration(Self::quantile(samples, 0.99));
+            table.row(&[
+                &format!("  {what}, {} quantum ({} switches)", duration(*quantum), samples.len()),
+                &median,
+                &p99,
+            ]);
+        }
+        table.row(&[&format!("3 fibers, {COMPUTE_ROUNDS} rounds of mix each:"), "", ""]);
+        let baseline = self.compute.first().map_or(Duration::ZERO, |(_, time)| *time);
+        for (what, time) in &self.compute {
+            let share = 100.0 * time.as_secs_f64() / baseline.as_secs_f64().max(1e-12);
+            table.row(&[&format!("  {what}"), &duration(*time), &format!("{share:.1} %")]);
+        }
+        let slices = &self.os_slices;
+        let spread = format!("{} to {}", duration(Self::quantile(slices, 0.1)), duration(Self::quantile(slices, 0.9)));
+        table.row(&[
+            &format!("two OS threads spinning on one CPU: the kernel's time slice ({} slices)", slices.len()),
+            &duration(Self::quantile(slices, 0.5)),
+            &format!("{spread} (p10 to p90)"),
+        ]);
+        print!("{table}");
+        let legend = format!(
+            "Latency: from the tick's due time (the timer is armed at absolute times) to the switch, every \
+             forced switch of {RUNS} runs; it includes the kernel's delivery of the signal, which the first row \
+             measures with no other fiber to switch to. Compute: medians of {RUNS} runs, the last column against \
+             the first row. OS threads: pinned to one CPU, each reading the clock in a loop; a turn is an \
+             unbroken stretch of reads (no gap over {} µs).",
+            SWITCHED_OUT.as_micros()
+        );
+        print!("{}", report::wrap(&legend, 100, ""));
+    }
+
+    fn add_figures(&self, figures: &mut Figures) {
+        let c = &self.checkpoint;
+        let per = |total: Duration, count: u64| total.as_secs_f64() * 1e9 / count as f64;
+        let (rounds, elements) = (CHECKPOINT_ROUNDS, CHECKPOINT_ELEMENTS);
+        figures
+            .number("a round of mix, without checkpoint()", per(c.mix, rounds), "ns")
+            .number("a round of mix, with a checkpoint() every round", per(c.mix_checked, rounds), "ns")
+            .number("summing u64s, per element, without checkpoint()", per(c.sum, elements), "ns")
+            .number("summing u64s, per element, checkpoint() after each", per(c.sum_checked_each, elements), "ns")
+            .number(
+                &format!("summing u64s, per element, checkpoint() every {SUM_CHUNK}"),
+                per(c.sum_checked_per_chunk, elements),
+                "ns",
+            );
+        for (what, quantum, samples) in &self.latencies {
+            let metric = format!("forced switch latency, {what}, {} quantum", duration(*quantum));
+            figures
+                .time(&format!("{metric}: median"), Self::quantile(samples, 0.5))
+                .time(&format!("{metric}: p99"), Self::quantile(samples, 0.99));
+        }
+        for (what, time) in &self.compute {
+            figures.time(&format!("3 fibers computing, {what}"), *time);
+        }
+        figures
+            .time("two spinning OS threads on one CPU: time slice, median", Self::quantile(&self.os_slices, 0.5))
+            .time("two spinning OS threads on one CPU: time slice, p10", Self::quantile(&self.os_slices, 0.1))
+            .time("two spinning OS threads on one CPU: time slice, p90", Self::quantile(&self.os_slices, 0.9));
+    }
 }
 
 /// The bare switch, without any runtime: two contexts ping-ponging through

@@ -9,7 +9,11 @@
 //! Cooperative means a fiber runs until *it* decides to give up the CPU with
 //! [`yield_now`]. That is what makes switching cheap, and also the catch: a
 //! fiber that never yields starves all the others, and a fiber that blocks in
-//! a system call (a slow `read`) blocks every fiber on the thread.
+//! a system call (a slow `read`) blocks every fiber on the thread. A runtime
+//! can take the CPU back from the first kind ([`Config::preempt`], off by
+//! default): a timer ends each quantum, and the fiber yields at its next
+//! [`checkpoint`], or is switched by signal where it runs code marked safe
+//! to interrupt (see [`preempt`]).
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc};
@@ -42,6 +46,12 @@
 //!   high-water mark of how much of a stack a fiber used.
 //! - [`overflow`]: the `SIGSEGV` handler that turns a hit on a guard page into
 //!   "green thread 3 overflowed its 64 KiB stack".
+//! - [`preempt`]: taking the CPU back from a fiber that never yields (off
+//!   by default): a timer per runtime, [`checkpoint`], and asynchronous
+//!   preemption of code in the `preempt_text` section, through a trampoline
+//!   ([`arch::preempt`]).
+//! - [`preemptible`]: pure computation in that section (the demo's spinner,
+//!   the tests' and the bench's compute kernel).
 //! - [`ring`]: the ring of fibers in the order they take turns, and the
 //!   hot path: [`yield_now`], through the runtime's kind of [`Switch`].
 //! - [`runtime`]: the scheduler: [`run`], [`spawn`], stacks in and out, and
@@ -62,11 +72,14 @@ pub mod arch;
 pub mod asan;
 pub mod measure;
 pub mod overflow;
+pub mod preempt;
+pub mod preemptible;
 pub mod ring;
 pub mod runtime;
 pub mod stack;
 pub mod task;
 
+pub use preempt::{Preempt, checkpoint};
 pub use ring::{Switch, yield_now, yield_now_naive};
 pub use runtime::{Config, Stats, current_id, run, spawn, stats};
 pub use task::{FiberStats, JoinError, JoinHandle};

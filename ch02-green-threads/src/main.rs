@@ -10,11 +10,15 @@
 //! 3. cooperative vs preemptive: a green thread that never yields starves the
 //!    others, while the kernel preempts an OS thread that hogs the CPU;
 //! 4. a green thread doing a blocking read stalls every green thread: the
-//!    reason chapter 3 turns to epoll.
+//!    reason chapter 3 turns to epoll;
+//! 5. taking the CPU back: a green thread that spins forever beside two
+//!    that print, cooperatively (it starves them), then with checkpoints a
+//!    timer arms, then with asynchronous preemption by signal.
 //!
 //! ```text
 //! cargo run -p ch02-green-threads                      # the guided demo
 //! cargo run --release -p ch02-green-threads -- bench   # switch, spawn and memory costs vs OS threads
+//! cargo run -p ch02-green-threads -- preempt           # step 5 only: taking the CPU back
 //! cargo run -p ch02-green-threads -- overflow          # hit a guard page on purpose (the process aborts)
 //! cargo run -p ch02-green-threads -- --help
 //! ```
@@ -29,7 +33,7 @@ use std::hint::black_box;
 use std::io;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -38,7 +42,8 @@ use ch01_os_threads::measure::ProcStatus;
 use ch01_os_threads::report::{bytes, duration};
 use ch01_os_threads::trace::section;
 use ch01_os_threads::{cli, client, http, say, sys};
-use ch02_green_threads::{Config, current_id, run, spawn, stats, yield_now};
+use ch02_green_threads::preemptible::{self, Spun};
+use ch02_green_threads::{Config, Preempt, current_id, preempt, run, spawn, stats, yield_now};
 
 const HELP: &str = "\
 ch02-green-threads: stackful green threads with our own context switch
@@ -48,7 +53,9 @@ USAGE:
 
 COMMANDS:
     (none)     the guided demo: taking turns, many green threads, starvation
-               vs preemption, and a blocking read that stalls everyone
+               vs preemption, a blocking read that stalls everyone, and
+               taking the CPU back from a green thread that never yields
+    preempt    only that last step: cooperative, checkpoints, asynchronous
     bench      switch, spawn and memory costs next to ch01's OS threads,
                and the going-faster inline switch (use --release for real
                numbers; --json: one JSON object per figure and line)
@@ -71,6 +78,7 @@ fn run_command(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => demo(),
         Some("bench") => bench::run(&args[1..]),
+        Some("preempt") => take_back(),
         Some("overflow") => overflow(),
         Some("--help" | "-h" | "help") => {
             print!("{HELP}");
@@ -85,6 +93,7 @@ fn demo() -> anyhow::Result<()> {
     many().context("step 2: many green threads")?;
     starvation().context("step 3: cooperative vs preemptive")?;
     blocking_read().context("step 4: a blocking read")?;
+    take_back().context("step 5: taking the CPU back")?;
     say!("main", "done");
     Ok(())
 }
@@ -366,3 +375,133 @@ fn deep(depth: u32) -> u32 {
     deep(depth + 1).wrapping_add(u32::from(frame[FRAME - 1]))
 }
 // ANCHOR_END: overflow
+
+/// Step 5's quantum: how long the timer lets a green thread run before its
+/// time is up. Try 1 ms: more forced switches, the same latencies.
+const QUANTUM: Duration = Duration::from_millis(10);
+/// Lines each printer prints in step 5.
+const LINES: u32 = 3;
+/// Where step 5's spinner gives up by itself when nothing preempts it:
+/// nothing else would ever end it (rounds of 64 xor-shift-multiplies).
+const SPIN_BOUND: u64 = 300_000;
+/// The same with preemption, where the printers' end stops the spinner long
+/// before: only a preemption that failed would get there.
+const SPIN_BOUND_PREEMPTED: u64 = 20 * SPIN_BOUND;
+
+// ANCHOR: take_back
+/// Step 5: a fiber spins, never yielding, beside two that print; three
+/// runtimes, three ways of getting the CPU back from it.
+fn take_back() -> anyhow::Result<()> {
+    section(
+        5,
+        &format!("taking the CPU back: a green thread spins and never yields, two others print {LINES} lines each"),
+    );
+    let ways = [Preempt::Off, Preempt::Checkpoints { quantum: QUANTUM }, Preempt::Asynchronous { quantum: QUANTUM }];
+    for preempt in ways {
+        spinner_and_printers(preempt)?;
+    }
+    Ok(())
+}
+
+/// One spinner and two printers on a runtime that preempts as `preempt` says.
+fn spinner_and_printers(preempt: Preempt) -> anyhow::Result<()> {
+    let (spin_how, with) = match preempt {
+        Preempt::Off => (
+            "never yielding".to_string(),
+            format!(
+                "cooperative (Preempt::Off): nothing takes the CPU from the spinner, which stops after {SPIN_BOUND} rounds"
+            ),
+        ),
+        Preempt::Checkpoints { quantum } => (
+            "calling checkpoint() once a round".to_string(),
+            format!(
+                "checkpoints (Preempt::Checkpoints, {} quantum): a timer says when its time is up",
+                millis(quantum)
+            ),
+        ),
+        Preempt::Asynchronous { quantum } => (
+            format!("{} the preempt_text section, never calling checkpoint()", spin_is_in_the_section()),
+            format!("asynchronous (Preempt::Asynchronous, {} quantum): a signal takes the CPU back", millis(quantum)),
+        ),
+    };
+    say!("main", "{with}");
+    let spinning = Rc::new(Cell::new(false));
+    let lines_meanwhile = Rc::new(Cell::new(0));
+    let bound = if preempt == Preempt::Off { SPIN_BOUND } else { SPIN_BOUND_PREEMPTED };
+    let (stats, latencies) = run(Config::preempting(preempt), || -> anyhow::Result<_> {
+        let stop = Rc::new(AtomicBool::new(false));
+        let (spinner_stop, running) = (Rc::clone(&stop), Rc::clone(&spinning));
+        let spinner = spawn(move || {
+            say!(me(), "spinning, {spin_how}");
+            running.set(true);
+            let progress = AtomicU64::new(0);
+            let spun: Spun = match preempt {
+                Preempt::Checkpoints { .. } => preemptible::spin_with_checkpoints(&spinner_stop, &progress, bound),
+                _ => preemptible::spin(&spinner_stop, &progress, bound),
+            };
+            running.set(false);
+            let why = if spun.stopped { "told to stop" } else { "at its bound" };
+            say!(me(), "stopped ({why}) after {} rounds", spun.rounds);
+        })?;
+        let mut printers = Vec::new();
+        for _ in 0..2 {
+            let (running, meanwhile) = (Rc::clone(&spinning), Rc::clone(&lines_meanwhile));
+            printers.push(spawn(move || {
+                for i in 1..=LINES {
+                    let note = if running.get() { " (the spinner is still spinning)" } else { "" };
+                    meanwhile.set(meanwhile.get() + u32::from(running.get()));
+                    say!(me(), "line {i}{note}");
+                    yield_now();
+                }
+            })?);
+        }
+        for printer in printers {
+            printer.join()?;
+        }
+        stop.store(true, Ordering::Relaxed); // the printers are done: the spinner may stop
+        spinner.join()?;
+        let stats = stats().context("stats() outside run")?;
+        Ok((stats, preempt::latencies().unwrap_or_default()))
+    })??;
+    let forced = stats.preempted_at_checkpoints + stats.preempted_asynchronously;
+    let mut summary =
+        format!("the printers printed {} of their {} lines while the spinner spun", lines_meanwhile.get(), 2 * LINES);
+    if preempt != Preempt::Off {
+        summary += &format!(
+            "; {forced} forced switches ({} at checkpoints, {} asynchronous) in {} ticks",
+            stats.preempted_at_checkpoints, stats.preempted_asynchronously, stats.ticks
+        );
+    }
+    say!("main", "{summary}");
+    if let Some((median, max)) = median_and_max(latencies) {
+        say!(
+            "main",
+            "each switch came {} (median; at most {}) after the quantum ended",
+            duration(median),
+            duration(max)
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: take_back
+
+/// Where `preemptible::spin` is: `in` the preemptible section, or
+/// `outside` it (if its `link_section` attribute is taken off).
+fn spin_is_in_the_section() -> &'static str {
+    let spin = preemptible::spin as fn(&AtomicBool, &AtomicU64, u64) -> Spun as usize;
+    if preempt::section().contains(&spin) { "in" } else { "outside" }
+}
+
+/// A quantum as the code writes it: `10 ms`, or with a fraction if it has one.
+fn millis(quantum: Duration) -> String {
+    match quantum.subsec_nanos() % 1_000_000 {
+        0 => format!("{} ms", quantum.as_millis()),
+        _ => duration(quantum),
+    }
+}
+
+/// The median and the largest of some durations; `None` if there are none.
+fn median_and_max(mut durations: Vec<Duration>) -> Option<(Duration, Duration)> {
+    durations.sort();
+    Some((*durations.get(durations.len() / 2)?, *durations.last()?))
+}

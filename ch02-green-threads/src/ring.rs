@@ -112,6 +112,14 @@ pub(crate) fn set_current(context: *const Context) {
     CURRENT.with(|current| current.store(context.cast_mut(), Ordering::Release));
 }
 
+/// The running fiber's context (null outside [`run`]), for comparing with
+/// a pointer the preemption handler stored; reading through it is for
+/// [`with_current`].
+#[inline(always)]
+pub(crate) fn current_context() -> *const Context {
+    CURRENT.with(|current| current.load(Ordering::Acquire))
+}
+
 /// Runs `f` with the running fiber's context; `None` outside [`run`].
 #[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {

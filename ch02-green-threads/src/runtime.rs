@@ -37,6 +37,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::{io, mem, ptr};
 
+use crate::preempt::{self, Preempt, Quantum};
 use crate::ring::{self, Context, Switch, set_current, with_current, yield_now};
 use crate::stack::{DEFAULT_STACK_SIZE, Stack, StackPool};
 use crate::task::{JoinHandle, Shared, Task};
@@ -59,6 +60,10 @@ pub struct Config {
     /// one this chapter teaches; [`Switch::INLINE`] is the "going faster"
     /// one (see `arch::inline`).
     pub switch: Switch,
+    /// Whether the runtime takes the CPU back from a fiber that does not
+    /// yield, and how: at checkpoints, or also asynchronously (see
+    /// [`crate::preempt`]). Default [`Preempt::Off`]: cooperative only.
+    pub preempt: Preempt,
 }
 
 impl Config {
@@ -71,11 +76,22 @@ impl Config {
     pub fn switching_with(switch: Switch) -> Config {
         Config { switch, ..Config::default() }
     }
+
+    /// The default settings, but preempting as `preempt` says.
+    pub fn preempting(preempt: Preempt) -> Config {
+        Config { preempt, ..Config::default() }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { stack_size: DEFAULT_STACK_SIZE, measure_stack_use: false, max_free_stacks: 1024, switch: Switch::Call }
+        Config {
+            stack_size: DEFAULT_STACK_SIZE,
+            measure_stack_use: false,
+            max_free_stacks: 1024,
+            switch: Switch::Call,
+            preempt: Preempt::Off,
+        }
     }
 }
 
@@ -102,6 +118,13 @@ pub struct Stats {
     pub max_stack_used: usize,
     /// Total stack used by all measured fibers, in bytes (for the mean).
     pub total_stack_used: u64,
+    /// Quantum ends (timer ticks) so far; 0 without preemption.
+    pub ticks: u64,
+    /// Fibers made to yield at a [`checkpoint`](crate::checkpoint) because
+    /// their quantum had ended.
+    pub preempted_at_checkpoints: u64,
+    /// Fibers switched asynchronously, in the preemptible section.
+    pub preempted_asynchronously: u64,
 }
 
 // ANCHOR: state
@@ -135,6 +158,8 @@ pub(crate) struct Runtime {
     next_id: u64,
     /// Counters for `stats()`.
     stats: Stats,
+    /// The preemption timer and what it measured, if the runtime preempts.
+    quantum: Option<Quantum>,
 }
 // ANCHOR_END: state
 
@@ -212,6 +237,7 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
         pool: StackPool::new(config.stack_size, config.max_free_stacks),
         next_id: 1,
         stats: Stats { stack_size: config.stack_size, ..Stats::default() },
+        quantum: None,
     };
     RUNTIME.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) if slot.is_none() => {
@@ -225,6 +251,10 @@ pub fn run<R>(config: Config, main: impl FnOnce() -> R) -> io::Result<R> {
     // From here on, the runtime must be taken down however we leave (also by
     // a panic in `main`): the guard does that when dropped.
     let teardown = Teardown;
+    // The timer starts last, when there is a runtime for its ticks to talk
+    // to; Teardown stops it first.
+    let quantum = Quantum::start(config.preempt)?;
+    with_runtime(|rt| rt.quantum = quantum);
     let value = main();
     // Run to completion: while fibers are left, give them turns.
     while with_runtime(|rt| rt.live()).unwrap_or(0) > 0 {
@@ -247,6 +277,9 @@ impl Drop for Teardown {
         set_current(ptr::null());
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
         let Some(mut runtime) = RUNTIME.with(|cell| cell.borrow_mut().take()) else { return };
+        // No more ticks: the preemption timer is deleted (and its signal
+        // handler put back if this was the last preempting runtime).
+        drop(runtime.quantum.take());
         runtime.reap();
         // Only when `main` panicked can fibers be left. Their stacks may hold
         // live objects (even pinned ones), so the memory must never be reused:
@@ -295,11 +328,25 @@ pub fn current_id() -> Option<u64> {
 pub fn stats() -> Option<Stats> {
     with_runtime(|rt| {
         rt.reap();
-        Stats { stacks_mapped: rt.pool.mapped(), stacks_free: rt.pool.free(), ..rt.stats }
+        let (preempted_at_checkpoints, preempted_asynchronously) =
+            rt.quantum.as_ref().map_or((0, 0), Quantum::forced_switches);
+        Stats {
+            stacks_mapped: rt.pool.mapped(),
+            stacks_free: rt.pool.free(),
+            ticks: preempt::ticks(),
+            preempted_at_checkpoints,
+            preempted_asynchronously,
+            ..rt.stats
+        }
     })
 }
 
 impl Runtime {
+    /// The preemption timer and its measurements, if the runtime preempts.
+    pub(crate) fn quantum_mut(&mut self) -> Option<&mut Quantum> {
+        self.quantum.as_mut()
+    }
+
     /// Fibers spawned and not finished yet.
     fn live(&self) -> u64 {
         self.stats.spawned - self.stats.finished

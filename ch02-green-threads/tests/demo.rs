@@ -56,7 +56,37 @@ fn the_guided_demo_runs_every_step_and_exits_0() {
     assert!(stdout.contains("got \"slow\""), "{stdout}");
     let got = stdout.find("got \"slow\"").expect("answer line");
     assert!(stdout[got..].contains("tick 2"), "tick 2 comes only after the blocking read returns");
+
+    // Step 5: three runtimes, the spinner and two printers each.
+    taking_the_cpu_back(&stdout[stdout.find("--- 5.").expect("step 5")..]);
     assert!(stdout.trim_end().ends_with("done"));
+}
+
+/// Step 5's output: cooperatively, no printer line before the spinner
+/// stops at its bound; with checkpoints and asynchronously, every line
+/// while it spins, and the spinner stops when told, after forced switches
+/// of the kind the runtime was asked for.
+fn taking_the_cpu_back(step5: &str) {
+    let parts: Vec<&str> = step5.split("[main]").filter(|part| part.contains("spinning,")).collect();
+    assert_eq!(parts.len(), 3, "{step5}");
+    let cooperative = &step5[..step5.find("checkpoints (Preempt::Checkpoints").expect("the second runtime")];
+    let stop = cooperative.find("stopped (at its bound)").expect("the spinner stops at its bound");
+    assert!(!cooperative[..stop].contains("line "), "a printer ran before the spinner stopped:\n{cooperative}");
+    assert!(cooperative.contains("the printers printed 0 of their 6 lines while the spinner spun"), "{cooperative}");
+    for (kind, how) in [("checkpoints", "Preempt::Checkpoints"), ("asynchronous", "Preempt::Asynchronous")] {
+        let start = step5.find(&format!("{kind} ({how}")).expect("the runtime's line");
+        let part = &step5[start..];
+        let end = part.find("after the quantum ended").expect("the latency line");
+        let part = &part[..end];
+        assert_eq!(part.matches("(the spinner is still spinning)").count(), 6, "{part}");
+        assert!(part.contains("stopped (told to stop)"), "{part}");
+        assert!(part.contains("the printers printed 6 of their 6 lines while the spinner spun"), "{part}");
+        let forced = match kind {
+            "checkpoints" => " at checkpoints, 0 asynchronous)",
+            _ => "(0 at checkpoints, ",
+        };
+        assert!(part.contains(forced), "{kind}: {part}");
+    }
 }
 
 #[test]
@@ -77,6 +107,7 @@ fn help_and_bad_arguments() {
     let help = run_binary(&["--help"]);
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("overflow"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("preempt"));
     let bad = run_binary(&["nonsense"]);
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&bad.stderr), "error: unknown command \"nonsense\" (see --help)\n");

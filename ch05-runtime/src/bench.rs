@@ -3,7 +3,12 @@
 //!
 //! - spawn + complete, yield (one wake + poll), ping-pong over a channel:
 //!   in this process, medians of [`RUNS`] runs, on both executors, next to
-//!   chapter 1's OS threads and chapter 2's fibers doing the same;
+//!   chapter 1's OS threads and chapter 2's fibers doing the same; each also
+//!   without the fairness checks (no budget, the injector and the driver
+//!   looked at only when nothing else is ready), so their cost shows, and
+//!   the yield with the slow-poll detector timing every poll;
+//! - the lateness of a 1 ms timer beside a task that yields in a loop:
+//!   median and largest of [`LATE_SAMPLES`] sleeps;
 //! - 100 000 concurrent sleeps: each run a fresh process (`bench-run`), so
 //!   its peak resident memory is its own; next to the memory of a parked OS
 //!   thread and of a parked fiber;
@@ -11,13 +16,10 @@
 //!   process of its own (`serve-for-bench`): our tasks on both executors,
 //!   chapter 4's coroutines and chapter 3's epoll loop, each in a fresh process.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -27,10 +29,12 @@ use ch01_os_threads::trace::say_aside;
 use ch01_os_threads::{http, measure, sys};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::time::sleep;
-use ch05_runtime::{IoDriver, Runtime, channel, spawn};
+use ch05_runtime::{IoDriver, Runtime, channel, spawn, yield_now};
 
 /// Runs per measurement; the table shows the median.
 const RUNS: usize = 5;
+/// Sleeps per runtime kind for the lateness row.
+const LATE_SAMPLES: usize = 200;
 /// Runs for the measurements that take a second or more each.
 const SLOW_RUNS: usize = 3;
 
@@ -41,14 +45,23 @@ struct Sizes {
     delay_ms: u64,
     tasks: usize,
     yields: usize,
+    late_samples: usize,
     round_trips: usize,
     sleeps: usize,
     gets: usize,
 }
 
-const FULL: Sizes =
-    Sizes { delay_ms: 1_000, tasks: 1_000_000, yields: 1_000_000, round_trips: 200_000, sleeps: 100_000, gets: 10_000 };
-const QUICK: Sizes = Sizes { delay_ms: 50, tasks: 2_000, yields: 2_000, round_trips: 1_000, sleeps: 200, gets: 50 };
+const FULL: Sizes = Sizes {
+    delay_ms: 1_000,
+    tasks: 1_000_000,
+    yields: 1_000_000,
+    late_samples: LATE_SAMPLES,
+    round_trips: 200_000,
+    sleeps: 100_000,
+    gets: 10_000,
+};
+const QUICK: Sizes =
+    Sizes { delay_ms: 50, tasks: 2_000, yields: 2_000, late_samples: 5, round_trips: 1_000, sleeps: 200, gets: 50 };
 
 /// The runtimes measured: single-threaded with the process's reactor
 /// thread, single-threaded driving its own reactor (tokio's way), and two
@@ -60,16 +73,47 @@ enum Flavor {
     Multi,
 }
 
+/// What the executor checks on top of running tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// The defaults of a release build: budget, intervals; no poll timing.
+    Fair,
+    /// No budget, and the injector and the driver looked at only when
+    /// nothing else is ready: what the fairness checks cost, by difference.
+    None,
+    /// The defaults plus the slow-poll detector (two clock reads a poll).
+    Timed,
+}
+
+/// One runtime kind with one set of checks.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    flavor: Flavor,
+    checks: Checks,
+}
+
+impl Setup {
+    fn runtime(self) -> io::Result<Runtime> {
+        let builder = match self.flavor {
+            Flavor::Single => Runtime::builder(),
+            Flavor::OwnReactor => Runtime::builder().io_driver(IoDriver::ExecutorThread),
+            Flavor::Multi => Runtime::builder().worker_threads(2),
+        };
+        match self.checks {
+            Checks::Fair => builder,
+            Checks::None => builder.coop_budget(None).injector_interval(u32::MAX).driver_interval(u32::MAX),
+            Checks::Timed => builder.slow_poll_threshold(Some(Duration::from_millis(10))),
+        }
+        .build()
+    }
+}
+
 impl Flavor {
     /// In the table's column order.
     const ALL: [Flavor; 3] = [Flavor::Single, Flavor::OwnReactor, Flavor::Multi];
 
     fn runtime(self) -> io::Result<Runtime> {
-        match self {
-            Flavor::Single => Runtime::new(),
-            Flavor::OwnReactor => Runtime::builder().io_driver(IoDriver::ExecutorThread).build(),
-            Flavor::Multi => Runtime::builder().worker_threads(2).build(),
-        }
+        Setup { flavor: self, checks: Checks::Fair }.runtime()
     }
 
     /// The word for `bench-run` arguments.
@@ -104,7 +148,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // Every cell of the table, also as a figure for --json.
     let mut figures = Figures::new("ch05");
     let flavors = Flavor::ALL.len();
-    let steps = 3 * flavors + 1 + (flavors + 1) * SLOW_RUNS + if gets_fit { (flavors + 2) * SLOW_RUNS } else { 0 };
+    let steps = 8 * flavors + 1 + (flavors + 1) * SLOW_RUNS + if gets_fit { (flavors + 2) * SLOW_RUNS } else { 0 };
     let mut progress = Progress::new(steps);
     let mut table = Table::new(&[
         "work",
@@ -116,20 +160,43 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let d = report::duration;
 
     // In this process: the cost of one operation, on each runtime.
-    let mut each = |what: &str, n: usize, f: fn(Flavor, usize) -> io::Result<Duration>| -> anyhow::Result<_> {
-        let mut cells = Vec::new();
-        for flavor in Flavor::ALL {
-            progress.start(&format!("{what}, {}", flavor.id()));
-            let per_op = report::median_of(RUNS, || f(flavor, n))? / n.max(1) as u32;
-            figures.time(&format!("{what}, per operation, {}", flavor.id()), per_op);
-            cells.push(d(per_op));
-            progress.finish_step();
-        }
-        Ok(cells)
-    };
-    let spawn = each("spawn + complete", sizes.tasks, spawn_complete)?;
-    let yields = each("yield", sizes.yields, yield_loop)?;
-    let ping = each("ping-pong", sizes.round_trips, ping_pong)?;
+    let mut each =
+        |what: &str, checks: Checks, n: usize, f: fn(Setup, usize) -> io::Result<Duration>| -> anyhow::Result<_> {
+            let mut cells = Vec::new();
+            for flavor in Flavor::ALL {
+                let name = match checks {
+                    Checks::Fair => format!("{what}, per operation, {}", flavor.id()),
+                    Checks::None => format!("{what} without fairness checks, per operation, {}", flavor.id()),
+                    Checks::Timed => format!("{what} with slow-poll timing, per operation, {}", flavor.id()),
+                };
+                progress.start(&name);
+                let per_op = report::median_of(RUNS, || f(Setup { flavor, checks }, n))? / n.max(1) as u32;
+                figures.time(&name, per_op);
+                cells.push(d(per_op));
+                progress.finish_step();
+            }
+            Ok(cells)
+        };
+    let spawn = each("spawn + complete", Checks::Fair, sizes.tasks, spawn_complete)?;
+    let spawn_unchecked = each("spawn + complete", Checks::None, sizes.tasks, spawn_complete)?;
+    let yields = each("yield", Checks::Fair, sizes.yields, yield_loop)?;
+    let yields_unchecked = each("yield", Checks::None, sizes.yields, yield_loop)?;
+    let yields_timed = each("yield", Checks::Timed, sizes.yields, yield_loop)?;
+    let ping = each("ping-pong", Checks::Fair, sizes.round_trips, ping_pong)?;
+    let ping_unchecked = each("ping-pong", Checks::None, sizes.round_trips, ping_pong)?;
+    let mut late = (Vec::new(), Vec::new());
+    for flavor in Flavor::ALL {
+        progress.start(&format!("timer lateness beside a yielding task, {}", flavor.id()));
+        let samples = timer_lateness(flavor, sizes.late_samples)?;
+        let (median, largest) =
+            (report::median(&samples).unwrap_or_default(), samples.iter().max().copied().unwrap_or_default());
+        figures
+            .time(&format!("1 ms timer beside a yielding task: lateness, median, {}", flavor.id()), median)
+            .time(&format!("1 ms timer beside a yielding task: lateness, largest, {}", flavor.id()), largest);
+        late.0.push(d(median));
+        late.1.push(d(largest));
+        progress.finish_step();
+    }
     progress.start("chapters 1 and 2 doing the same");
     let thread_spawn = report::median_of(RUNS, || measure::on_one_cpu(|| measure::spawn_join(1_000, 64 * 1024)))?;
     let fiber_spawn = report::median_of(RUNS, || fibers::spawn_join(sizes.tasks.min(100_000)))?;
@@ -144,24 +211,36 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let row = |table: &mut Table, label: String, cells: &[String], earlier: String| {
         table.row(&[label, cells[0].clone(), cells[1].clone(), cells[2].clone(), earlier]);
     };
+    let unchecked = "  without the fairness checks".to_string();
     row(
         &mut table,
         format!("spawn + complete, per task ({} tasks)", sizes.tasks),
         &spawn,
         format!("ch02 fiber spawn + join {}; ch01 OS thread {}", d(fiber_spawn), d(thread_spawn)),
     );
+    row(&mut table, unchecked.clone(), &spawn_unchecked, "-".to_string());
     row(
         &mut table,
         format!("yield: one wake + poll ({} times)", sizes.yields),
         &yields,
         format!("ch02 fiber yield there and back {}", d(fiber_yield)),
     );
+    row(&mut table, unchecked.clone(), &yields_unchecked, "-".to_string());
+    row(&mut table, "  with the slow-poll detector".to_string(), &yields_timed, "-".to_string());
     row(
         &mut table,
         format!("ping-pong over a channel, per round trip ({})", sizes.round_trips),
         &ping,
         format!("ch01 two OS threads on one CPU {}", d(thread_hand_over * 2)),
     );
+    row(&mut table, unchecked, &ping_unchecked, "-".to_string());
+    row(
+        &mut table,
+        format!("1 ms timer beside a yielding task: lateness, median of {}", sizes.late_samples),
+        &late.0,
+        "-".to_string(),
+    );
+    row(&mut table, "  largest".to_string(), &late.1, "-".to_string());
 
     // Fresh processes: many sleeping tasks at once.
     let (mut walls, mut memory) = (Vec::new(), Vec::new());
@@ -246,12 +325,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     print!("{table}");
     let legend = format!(
         "Runtimes: single-threaded with the process's reactor thread; single-threaded waiting in its own \
-         reactor's epoll_wait (IoDriver::ExecutorThread, tokio's way); two worker threads. Medians: {RUNS} \
-         runs in this process for the first three rows; {SLOW_RUNS} runs, each in a fresh process, for the \
-         others. Memory per task: the rise of the process's resident memory during the run (its peak minus \
-         where it started), divided by the tasks. Listen overflows: handshake packets dropped because the \
-         server's accept queue was full (TcpExt ListenOverflows, whole machine). The server is this \
-         chapter's async one, in a child process of its own."
+         reactor's epoll_wait (IoDriver::ExecutorThread, tokio's way); two worker threads. Without the \
+         fairness checks: no cooperative budget, and the injector and the driver looked at only when no \
+         task is ready. The slow-poll detector (on by default in debug builds only) reads the clock around \
+         every poll. Medians of {RUNS} runs in this process for spawn, yield and ping-pong; the lateness \
+         of {late} sleeps of 1 ms, one after the other in one task, while another task yields in a loop; \
+         {SLOW_RUNS} runs, each in a fresh process, for the rest. Memory per task: the rise of the \
+         process's resident memory during the run (its peak minus where it started), divided by the \
+         tasks. Listen overflows: handshake packets dropped because the server's accept queue was full \
+         (TcpExt ListenOverflows, whole machine). The server is this chapter's async one, in a child \
+         process of its own.",
+        late = sizes.late_samples
     );
     print!("{}", report::wrap(&legend, 100, ""));
     if let Some(uring) = uring {
@@ -282,29 +366,11 @@ fn median<T: Copy + Ord + Default>(samples: &[Sample], f: impl Fn(&Sample) -> T)
     report::median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or_default()
 }
 
-// ANCHOR: yield_now
-/// Returns `Pending` once, after waking its own task: the smallest possible
-/// trip through the scheduler (wake, queue, poll).
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-// ANCHOR_END: yield_now
-
 // ANCHOR: bench_spawn
 /// `n` tasks spawned and run to completion; the last one to finish tells
 /// `block_on` (through a channel), so nothing polls in a loop meanwhile.
-fn spawn_complete(flavor: Flavor, n: usize) -> io::Result<Duration> {
-    let runtime = flavor.runtime()?;
+fn spawn_complete(setup: Setup, n: usize) -> io::Result<Duration> {
+    let runtime = setup.runtime()?;
     let started = Instant::now();
     runtime.block_on(async move {
         let left = Arc::new(AtomicUsize::new(n));
@@ -323,14 +389,14 @@ fn spawn_complete(flavor: Flavor, n: usize) -> io::Result<Duration> {
 }
 // ANCHOR_END: bench_spawn
 
-/// One task yielding `n` times.
-fn yield_loop(flavor: Flavor, n: usize) -> io::Result<Duration> {
-    let runtime = flavor.runtime()?;
+/// One task yielding `n` times (`coop::yield_now`: wake itself, `Pending`).
+fn yield_loop(setup: Setup, n: usize) -> io::Result<Duration> {
+    let runtime = setup.runtime()?;
     let started = Instant::now();
     runtime.block_on(async move {
         spawn(async move {
             for _ in 0..n {
-                YieldNow(false).await
+                yield_now().await
             }
         })
         .await
@@ -339,8 +405,8 @@ fn yield_loop(flavor: Flavor, n: usize) -> io::Result<Duration> {
 }
 
 /// Two tasks sending a number back and forth `n` times over two channels.
-fn ping_pong(flavor: Flavor, n: usize) -> io::Result<Duration> {
-    let runtime = flavor.runtime()?;
+fn ping_pong(setup: Setup, n: usize) -> io::Result<Duration> {
+    let runtime = setup.runtime()?;
     let started = Instant::now();
     runtime.block_on(async move {
         let (to_b, mut b_gets) = channel::channel::<usize>();
@@ -360,6 +426,38 @@ fn ping_pong(flavor: Flavor, n: usize) -> io::Result<Duration> {
     });
     Ok(started.elapsed())
 }
+
+// ANCHOR: lateness
+/// How late a 1 ms `sleep` wakes while another task yields in a loop, `n`
+/// times in a row: the fairness checks at work (without them, on one
+/// thread, the timer's wake would wait until the yielding task stopped).
+fn timer_lateness(flavor: Flavor, n: usize) -> io::Result<Vec<Duration>> {
+    const NAP: Duration = Duration::from_millis(1);
+    let runtime = flavor.runtime()?;
+    runtime.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = Arc::clone(&stop);
+        let spinner = spawn(async move {
+            while !spinning.load(Ordering::Relaxed) {
+                yield_now().await;
+            }
+        });
+        let sleeper = spawn(async move {
+            let mut late = Vec::with_capacity(n);
+            for _ in 0..n {
+                let asked = Instant::now();
+                sleep(NAP).await;
+                late.push(asked.elapsed().saturating_sub(NAP));
+            }
+            late
+        });
+        let late = sleeper.await.map_err(io::Error::from);
+        stop.store(true, Ordering::Relaxed);
+        spinner.await?;
+        late
+    })
+}
+// ANCHOR_END: lateness
 
 /// Chapter 2's fibers doing the same work, through its library.
 mod fibers {

@@ -67,7 +67,7 @@ thread_local! {
     static EXHAUSTED: Cell<bool> = const { Cell::new(false) };
 }
 
-// ANCHOR: budget
+// ANCHOR: with_budget
 /// Runs `poll` (one poll of a task) with `budget` units, and puts back the
 /// budget that was there before, even if `poll` panics.
 pub(crate) fn with_budget<R>(budget: Option<u32>, poll: impl FnOnce() -> R) -> R {
@@ -81,7 +81,9 @@ pub(crate) fn with_budget<R>(budget: Option<u32>, poll: impl FnOnce() -> R) -> R
     let _restore = Restore(BUDGET.with(|current| current.replace(budget)));
     poll()
 }
+// ANCHOR_END: with_budget
 
+// ANCHOR: poll_proceed
 /// For a leaf future about to do its work: a [`Unit`] of the task's budget,
 /// or `Pending` (with the task already woken, so it runs again soon) when
 /// the budget is spent.
@@ -131,6 +133,8 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<Unit> {
     }
 }
 
+// ANCHOR_END: poll_proceed
+
 /// One unit of the current poll's budget, taken by [`poll_proceed`].
 ///
 /// Dropped without [`spend`](Unit::spend), it goes back to the budget. It
@@ -160,7 +164,6 @@ impl Drop for Unit {
         }
     }
 }
-// ANCHOR_END: budget
 
 /// Spends one unit of the task's budget, yielding first if there is none
 /// left: for a future of your own that loops over work that is always

@@ -45,8 +45,10 @@ const COMPUTE: Duration = Duration::from_millis(100);
 const SLOW: Duration = Duration::from_millis(10);
 
 // ANCHOR: part
-/// Part 8.
-pub fn part(addr: SocketAddr, tracer: &Option<Tracer>) -> anyhow::Result<()> {
+/// Part 8. Not traced by `--trace`: its busy tasks poll hundreds of
+/// thousands of times (`--fairness-svg` draws a smaller run).
+pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
+    let tracer = &None;
     section(8, "who gets the CPU: a busy task beside a sleep and a GET");
     say!("main", "beside a busy task: a {} ms sleep and a GET with a {GET_DELAY} ms delay", NAP.as_millis());
 
@@ -211,14 +213,15 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
 }
 
 /// `--fairness-svg DIR`: part 8 (a) traced, budget off and on, drawn as
-/// `DIR/budget-off.svg` and `DIR/budget-on.svg` (the pictures on the page).
+/// `DIR/ch05-budget-off.svg` and `DIR/ch05-budget-on.svg` (the pictures on
+/// the page).
 pub fn pictures(dir: &str) -> anyhow::Result<()> {
     // Fewer messages than the demo: the picture is about the shape, and
     // every poll is a bar.
     const PICTURE_MESSAGES: u32 = 4_000;
     let server = ch01_os_threads::delay_server::DemoServer::from_env_or_start(Default::default())
         .context("starting the delay server")?;
-    for (budget, name) in [(None, "budget-off.svg"), (Some(DEFAULT_BUDGET), "budget-on.svg")] {
+    for (budget, name) in [(None, "ch05-budget-off.svg"), (Some(DEFAULT_BUDGET), "ch05-budget-on.svg")] {
         let tracer = Tracer::new(false, true);
         let runtime = builder(&Some(tracer.clone())).coop_budget(budget).build()?;
         let seen = runtime.block_on(beside(server.addr(), drain(PICTURE_MESSAGES)))?;

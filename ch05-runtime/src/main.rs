@@ -54,10 +54,11 @@ COMMANDS:
                        shown, timers, JoinErrors, spawn_blocking, a channel, the
                        multi-threaded executor, loose coupling (about 1 s)
     --trace            the demo, printing every task's timeline as it happens
+                       (parts 1 to 7; part 8 polls too often to print)
     --trace-svg FILE   the demo, then its timeline drawn in FILE (SVG; open it in
                        a browser)
     --fairness-svg DIR part 8's busy receiver twice, budget off and on, drawn in
-                       DIR/budget-off.svg and DIR/budget-on.svg
+                       DIR/ch05-budget-off.svg and DIR/ch05-budget-on.svg
     serve [OPTIONS]    the delay server as an async server on one thread
     bench              what a task costs, next to OS threads and fibers
                        (use --release; --json: one JSON object per figure
@@ -196,7 +197,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
 
     other_runtimes(addr, &tracer)?;
     loose_coupling(addr, &tracer)?;
-    fairness::part(addr, &tracer)?;
+    fairness::part(addr)?;
     completion_demo::part(addr, &tracer)?;
     Ok(())
 }
@@ -207,7 +208,7 @@ fn demo(tracer: Option<Tracer>) -> anyhow::Result<()> {
 fn compare_with_delays(took: u128, longest: u64, sum: u64) -> String {
     let (took, longest, sum) = (took as u64, longest, sum);
     if took < (longest + sum) / 2 {
-        format!("about the LONGEST delay ({longest} ms), not the sum ({sum} ms): the waits overlapped")
+        format!("about the LONGEST delay ({longest} ms), not the sum ({sum} ms)")
     } else if took < sum {
         format!("between the longest delay ({longest} ms) and the sum ({sum} ms): the waits partly overlapped")
     } else {
@@ -381,7 +382,7 @@ fn quiet_panics() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info.location().map(|l| format!(" in {}", l.file())).unwrap_or_default();
         say!(me(), "panicked{at}: {message}");
     }));
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::reactor::{Driver, Reactor};
 
+// ANCHOR: parker
 /// How the thread waits; owned by the thread inside `block_on`.
 #[derive(Debug)]
 pub(crate) enum Parker {
@@ -67,6 +68,7 @@ impl Parker {
         }
     }
 }
+// ANCHOR_END: parker
 
 /// Where the `block_on` thread is, for a wake from another thread. Kept
 /// under the injector's lock, so that "nothing to run, so sleep" and "push

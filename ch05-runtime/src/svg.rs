@@ -74,7 +74,7 @@ pub fn render(records: &[Record]) -> String {
 
     let axis_y = TOP + rows.len() as f64 * ROW + 10.0;
     let legend_y = axis_y + 40.0;
-    let height = legend_y + 4.0 * 18.0 + 10.0;
+    let height = legend_y + 5.0 * 18.0 + 10.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -270,13 +270,21 @@ fn legend(svg: &mut String, y: f64) {
             row + 9.0
         );
     }
+    let slow_row = y + PHASES.len() as f64 * 18.0;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"10\" y=\"{:.1}\" width=\"14\" height=\"14\" fill=\"{SLOW}\"/><text x=\"30\" y=\"{:.1}\">\
+         slow poll (longer than the slow-poll threshold)</text>",
+        slow_row - 2.0,
+        slow_row + 9.0
+    );
     let ends = [("#2f855a", "✓ ready"), ("#c53030", "✗ panicked"), ("#4a5568", "■ aborted or shut down")];
     for (i, (colour, text)) in ends.iter().enumerate() {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{text}</text>",
             10.0 + i as f64 * 120.0,
-            y + 63.0
+            y + 81.0
         );
     }
 }

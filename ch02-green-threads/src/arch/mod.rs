@@ -12,7 +12,10 @@
 //! - [`inline`]: the "going faster" switch, inline assembly at the yield
 //!   site (`inline::switch`, `inline::switch_saving_float_control`,
 //!   `inline::init_stack`, `inline::initial_frame_size`), with frames of its
-//!   own.
+//!   own;
+//! - [`preempt`]: asynchronous preemption's CPU half: `preempt::vector_state`,
+//!   `preempt::interrupted_at`, `preempt::enter_trampoline` and the
+//!   trampoline they send a fiber into.
 //!
 //! A context is nothing but a stack pointer: everything else it needs is
 //! saved on its own stack.

@@ -88,6 +88,7 @@
 use core::arch::naked_asm;
 
 pub mod inline;
+pub mod preempt;
 
 /// The function a new fiber starts in: it receives the `arg` given to
 /// [`init_stack`] and must never return (it ends by switching away for good).

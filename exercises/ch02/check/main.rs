@@ -10,10 +10,12 @@ use std::process::ExitCode;
 use exercise_harness::{Chapter, Exercise};
 
 mod fiber_local;
+mod share_the_cpu;
 mod sleep_until;
 mod stack_pointer;
 
-/// Chapter 2's exercises, easiest first.
+/// Chapter 2's exercises, in the order of the chapter (the last goes with
+/// its last section, "Taking the CPU back").
 const CHAPTER: Chapter = Chapter {
     number: 2,
     package: env!("CARGO_PKG_NAME"),
@@ -35,6 +37,12 @@ const CHAPTER: Chapter = Chapter {
             title: "a value per fiber, where thread_local! has one per thread",
             idea: "fibers: fast switch, stack growth, FFI caveats, platform asm",
             check: fiber_local::check,
+        },
+        Exercise {
+            name: "share_the_cpu",
+            title: "count primes in a loop that shares the CPU through checkpoint()",
+            idea: "preemptive vs cooperative",
+            check: share_the_cpu::check,
         },
     ],
 };

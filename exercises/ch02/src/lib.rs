@@ -22,3 +22,6 @@ pub mod stack_pointer;
 
 #[cfg_attr(feature = "solution", path = "../solutions/fiber_local.rs")]
 pub mod fiber_local;
+
+#[cfg_attr(feature = "solution", path = "../solutions/share_the_cpu.rs")]
+pub mod share_the_cpu;

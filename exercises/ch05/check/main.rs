@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use exercise_harness::{Chapter, Exercise};
 
 mod bounded;
+mod budget;
 mod join;
 mod yield_now;
 
@@ -36,6 +37,12 @@ const CHAPTER: Chapter = Chapter {
             title: "a bounded channel: send waits while it is full (back-pressure)",
             idea: "loosely coupled reactor and executor",
             check: bounded::check,
+        },
+        Exercise {
+            name: "budget",
+            title: "a leaf future that spends the task's cooperative budget",
+            idea: "an executor decides who gets the CPU, and when",
+            check: budget::check,
         },
     ],
 };

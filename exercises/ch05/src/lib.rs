@@ -22,3 +22,6 @@ pub mod join;
 
 #[cfg_attr(feature = "solution", path = "../solutions/bounded.rs")]
 pub mod bounded;
+
+#[cfg_attr(feature = "solution", path = "../solutions/budget.rs")]
+pub mod budget;

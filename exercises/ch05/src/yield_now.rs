@@ -1,10 +1,11 @@
 //! Exercise 5.1: give the other tasks a turn.
 //!
-//! Chapter 5's runtime has no `yield_now`: a task that computes for a long
-//! time without awaiting anything starves the others (chapter 2's hog,
-//! again). Write the future that gives way: awaiting it lets every other
-//! ready task run, then the task goes on. It is a future that waits for
-//! nothing, so the only one who can wake it is itself.
+//! A task that computes for a long time without awaiting anything starves
+//! the others (chapter 2's hog, again). Write the future that gives way:
+//! awaiting it lets every other ready task run, then the task goes on. It
+//! is a future that waits for nothing, so the only one who can wake it is
+//! itself. (Chapter 5's runtime has one, `coop::yield_now`: write yours
+//! before you look at it.)
 //!
 //! Check it: `cargo run -p ch05-exercises -- 1`
 

@@ -13,8 +13,8 @@
 //! ```text
 //!  a task, on any executor thread           the driver thread, "uring"              the kernel
 //!  ─────────────────────────────            ──────────────────────────              ──────────
-//!  Op::submit: entry `Queued`, its id  ───► takes the queued ids, pushes
-//!  in the list (eventfd write if the        their SQEs, io_uring_enter: submit ───► does the
+//!  Op::submit: entry `Queued`, its SQE ───► takes up to 1024 queued SQEs,
+//!  in the queue (eventfd write if the       pushes them, io_uring_enter: submit ───► does the
 //!  driver sleeps); poll: Pending,           and sleep until a completion            operation
 //!  its waker in the entry                   CQE {user_data: id, res} ◄──────────── writes the
 //!                                           entry `Done(res)`, take its waker       buffer, then
@@ -37,9 +37,10 @@
 //!
 //! The memory an operation points the kernel at (a buffer, a socket
 //! address, a timespec, and the socket itself) belongs to the operation, not
-//! to whoever started it: the future (`Op`, in `op.rs`) owns it while it waits, hands
-//! it back with the result, and if it is dropped before the kernel is done,
-//! gives it to the driver to keep until the completion arrives. Dropping a
+//! to whoever started it: the future (`Op`, in `op.rs`) owns it while it
+//! waits, hands it back with the result, and if it is dropped before the
+//! kernel is done, gives it to the driver to keep until the completion
+//! arrives. Dropping a
 //! future is not cancelling its operation: it *asks* for a cancel, and the
 //! kernel may still write into the buffer until the completion says it has
 //! stopped (see `op.rs`).
@@ -79,9 +80,9 @@
 //!
 //! | what | written by | kept correct by |
 //! |---|---|---|
-//! | the table: each op's state and waker, the lists of ids to submit and to cancel, `asleep` | tasks and the driver | one `Mutex`: each transition above is one critical section, so a completion and a drop can never both free an operation's memory |
+//! | the table: each op's state and waker, the queue of SQEs to submit, the ids to cancel, `asleep` | tasks and the driver | one `Mutex`: each transition above is one critical section, so a completion and a drop can never both free an operation's memory |
 //! | a buffer the kernel fills (RECV) | the kernel | kernel write → CQ tail stored with `Release`, loaded by the driver with `Acquire` (`Ring::completion`) → the driver unlocks the table after marking `Done` → the task locks it and reads the bytes: each step happens before the next |
-//! | bytes the kernel reads (SEND, the address of a CONNECT) | the task, before it submits | the task unlocks the table after queueing the id → the driver locks it, pushes the SQE and stores the SQ tail with `Release` → the kernel loads it with `Acquire` |
+//! | bytes the kernel reads (SEND, the address of a CONNECT) | the task, before it submits | the task unlocks the table after queueing the SQE → the driver locks it, pushes the SQE and stores the SQ tail with `Release` → the kernel loads it with `Acquire` |
 //! | "the driver sleeps" and "a submission came" | both | `asleep` is checked and set under the same lock as the lists, so the driver never sleeps with a request it has not seen, unless the request's thread sees `asleep` and writes the eventfd |
 //! | [`Stats`] counters | tasks and the driver | `Relaxed` atomics: counts, never used to decide anything |
 //!

@@ -11,27 +11,13 @@
 //! x86-64 only: a seccomp filter checks the CPU architecture by number.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-use std::io::{self, Write};
-use std::process::Output;
+use std::io;
 
-use ch03_epoll::uring::refuse::command_refusing_io_uring;
+use ch03_epoll::uring::refuse::output_refusing_io_uring;
 use ch03_epoll::uring::{Ring, Sqe, Unavailable};
 
 mod common;
 use common::ring_or_skip;
-
-/// Runs `program args` with `io_uring_setup` refused with `errno`; `None`
-/// (after saying why) where this machine does not let us install a
-/// seccomp filter: then the test has nothing to prove and passes.
-fn run_refusing_io_uring(program: &str, args: &[&str], errno: i32) -> Option<Output> {
-    match command_refusing_io_uring(program, errno).args(args).env_remove("DELAY_SERVER").output() {
-        Ok(output) => Some(output),
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "skipped: cannot install a seccomp filter here ({e})");
-            None
-        }
-    }
-}
 
 #[test]
 fn the_demo_says_why_in_one_line_and_goes_on() {
@@ -40,7 +26,7 @@ fn the_demo_says_why_in_one_line_and_goes_on() {
         // machine's kernel.io_uring_disabled; the classification has its
         // own test in tests/uring.rs).
         let reason = Unavailable::from_error(&io::Error::from_raw_os_error(errno)).expect("unavailable").to_string();
-        let Some(output) = run_refusing_io_uring(env!("CARGO_BIN_EXE_ch03-epoll"), &[], errno) else { return };
+        let Some(output) = output_refusing_io_uring(env!("CARGO_BIN_EXE_ch03-epoll"), &[], errno) else { return };
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "errno {errno}: exit {:?}\n{stdout}\n{stderr}", output.status);
@@ -56,7 +42,7 @@ fn the_demo_says_why_in_one_line_and_goes_on() {
 fn the_bench_leaves_its_io_uring_rows_out() {
     let exe = env!("CARGO_BIN_EXE_ch03-epoll");
     let args = ["bench", "--sizes", "2", "--delay-ms", "1"];
-    let Some(output) = run_refusing_io_uring(exe, &args, libc::EPERM) else { return };
+    let Some(output) = output_refusing_io_uring(exe, &args, libc::EPERM) else { return };
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.lines().filter(|l| l.contains(" 2/2 | ")).count(), 3, "three approaches:\n{stdout}");
@@ -81,7 +67,7 @@ fn the_io_uring_tests_skip_and_say_why() {
     let this_test_binary = std::env::current_exe().expect("the test binary's path");
     let args = ["--exact", "child_a_ring_test", "--test-threads", "1"];
     let program = this_test_binary.to_str().expect("a UTF-8 path");
-    let Some(output) = run_refusing_io_uring(program, &args, libc::EPERM) else { return };
+    let Some(output) = output_refusing_io_uring(program, &args, libc::EPERM) else { return };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the test must pass (skipped), not fail:\n{stdout}\n{stderr}");

@@ -8,29 +8,16 @@
 //! x86-64 only: a seccomp filter checks the CPU architecture by number.
 #![cfg(target_arch = "x86_64")]
 
-use std::io::{self, Write};
+use std::io;
 use std::process::{Command, Output};
 
-use ch03_epoll::uring::refuse::command_refusing_io_uring;
+use ch03_epoll::uring::refuse::output_refusing_io_uring;
 use ch05_runtime::uring::{self, Unavailable};
 
 mod uring_common;
 use uring_common::uring_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch05-runtime");
-
-/// Runs `program args` with `io_uring_setup` refused with `errno`; `None`
-/// (after saying why) where this machine does not let us install a
-/// seccomp filter: then the test has nothing to prove and passes.
-fn run_refusing_io_uring(program: &str, args: &[&str], errno: i32) -> Option<Output> {
-    match command_refusing_io_uring(program, errno).args(args).env_remove("DELAY_SERVER").output() {
-        Ok(output) => Some(output),
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "skipped: cannot install a seccomp filter here ({e})");
-            None
-        }
-    }
-}
 
 fn text(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
@@ -71,7 +58,7 @@ fn part_9_runs_the_gets_on_the_driver_and_shows_a_dropped_read_parked() -> io::R
 fn the_demo_says_why_in_one_line_and_goes_on() {
     for errno in [libc::EPERM, libc::ENOSYS] {
         let reason = Unavailable::from_error(&io::Error::from_raw_os_error(errno)).expect("unavailable").to_string();
-        let Some(output) = run_refusing_io_uring(BIN, &[], errno) else { return };
+        let Some(output) = output_refusing_io_uring(BIN, &[], errno) else { return };
         let (out, errors) = text(&output);
         assert!(output.status.success(), "errno {errno}: exit {:?}\n{out}\n{errors}", output.status);
         let lines: Vec<&str> = out.lines().filter(|l| l.contains("not available")).collect();
@@ -84,7 +71,7 @@ fn the_demo_says_why_in_one_line_and_goes_on() {
 
 #[test]
 fn the_bench_leaves_its_io_uring_table_out() {
-    let Some(output) = run_refusing_io_uring(BIN, &["bench", "--quick"], libc::EPERM) else { return };
+    let Some(output) = output_refusing_io_uring(BIN, &["bench", "--quick"], libc::EPERM) else { return };
     let (out, errors) = text(&output);
     assert!(output.status.success(), "{out}\n{errors}");
     assert!(out.contains("GETs at once"), "the epoll rows are there:\n{out}");
@@ -108,7 +95,7 @@ fn the_io_uring_tests_skip_and_say_why() {
     let this_test_binary = std::env::current_exe().expect("the test binary's path");
     let args = ["--exact", "child_a_uring_test", "--test-threads", "1"];
     let program = this_test_binary.to_str().expect("a UTF-8 path");
-    let Some(output) = run_refusing_io_uring(program, &args, libc::EPERM) else { return };
+    let Some(output) = output_refusing_io_uring(program, &args, libc::EPERM) else { return };
     let (out, errors) = text(&output);
     assert!(output.status.success(), "the test must pass (skipped), not fail:\n{out}\n{errors}");
     assert!(out.contains("1 passed"), "{out}");

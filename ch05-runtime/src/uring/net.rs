@@ -76,12 +76,39 @@ impl TcpStream {
             let full = io::Error::new(io::ErrorKind::InvalidInput, "read needs a Vec with spare capacity");
             return (Err(full), buf);
         }
+        let spare = buf.spare_capacity_mut();
+        let sqe = Sqe::recv(self.fd.as_fd(), spare.as_mut_ptr().cast(), spare.len(), 0);
+        // SAFETY: RECV writes into the Vec's spare capacity, on the heap,
+        // and names this stream's socket.
+        let (received, mut buf) = unsafe { self.on_buffer(sqe, buf) }.await;
+        match received {
+            Ok(n) => {
+                let n = n.min(buf.capacity() - buf.len()); // the kernel never writes more than it was given
+                // SAFETY: the kernel wrote `n` bytes right after the
+                // initialised part, and its completion (which we hold) says
+                // it is done with them.
+                unsafe { buf.set_len(buf.len() + n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Submits `sqe`, an operation on this socket that reads or writes
+    /// `buf`, waits for it, and hands `buf` back with its result. An
+    /// operation interrupted before it did anything (`EINTR`) is submitted
+    /// again.
+    ///
+    /// # Safety
+    ///
+    /// Every address in `sqe` must point into `buf`'s heap buffer (its
+    /// contents or its spare capacity), and its file descriptor must be
+    /// this stream's socket.
+    async unsafe fn on_buffer(&self, sqe: Sqe, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         loop {
-            let spare = buf.spare_capacity_mut();
-            let sqe = Sqe::recv(self.fd.as_fd(), spare.as_mut_ptr().cast(), spare.len(), 0);
-            // SAFETY: RECV writes into the Vec's spare capacity, on the heap:
-            // the operation owns the Vec (moving it does not move that
-            // memory) and keeps the socket open.
+            // SAFETY: the caller's promise. The operation owns `buf`, whose
+            // heap buffer does not move when the Vec does, and a share of
+            // the socket, which stays open until it completes.
             let op = match unsafe { Op::submit(sqe, (Arc::clone(&self.fd), buf)) } {
                 Ok(op) => op,
                 Err((e, (_, buf))) => return (Err(e), buf),
@@ -89,16 +116,8 @@ impl TcpStream {
             let (res, (_, done)) = op.await;
             buf = done;
             match count(res) {
-                Ok(n) => {
-                    let n = n.min(buf.capacity() - buf.len()); // the kernel never writes more than it was given
-                    // SAFETY: the kernel wrote `n` bytes right after the
-                    // initialised part, and its completion (which we hold)
-                    // says it is done with them.
-                    unsafe { buf.set_len(buf.len() + n) };
-                    return (Ok(n), buf);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // nothing read: again
-                Err(e) => return (Err(e), buf),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // nothing done: the same again
+                result => return (result, buf),
             }
         }
     }
@@ -127,24 +146,10 @@ impl TcpStream {
 
     /// One SEND of `buf[from..]`.
     async fn send_from(&self, buf: Vec<u8>, from: usize) -> (io::Result<usize>, Vec<u8>) {
-        let mut buf = buf;
-        loop {
-            let rest = buf.get(from..).unwrap_or_default();
-            let sqe = Sqe::send(self.fd.as_fd(), rest.as_ptr(), rest.len(), 0);
-            // SAFETY: SEND reads the Vec's heap buffer, which the operation
-            // owns (moving it does not move that memory); and the socket,
-            // which it keeps open.
-            let op = match unsafe { Op::submit(sqe, (Arc::clone(&self.fd), buf)) } {
-                Ok(op) => op,
-                Err((e, (_, buf))) => return (Err(e), buf),
-            };
-            let (res, (_, done)) = op.await;
-            buf = done;
-            match count(res) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // nothing sent: again
-                result => return (result, buf),
-            }
-        }
+        let rest = buf.get(from..).unwrap_or_default();
+        let sqe = Sqe::send(self.fd.as_fd(), rest.as_ptr(), rest.len(), 0);
+        // SAFETY: SEND reads the Vec's heap buffer, and names this stream's socket.
+        unsafe { self.on_buffer(sqe, buf) }.await
     }
 }
 

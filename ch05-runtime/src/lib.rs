@@ -52,6 +52,9 @@
 //!   (`spawn_blocking`).
 //! - Built on them: [`http`] (an async GET) and [`server`] (the delay server
 //!   as an async server on one thread).
+//! - [`uring`]: completion instead of readiness: a driver thread on
+//!   chapter 3's io_uring `Ring`, and leaf futures that own their buffers,
+//!   under the same executors.
 //! - [`trace`] and [`svg`]: the per-task timeline, as lines and as a picture.
 //!
 //! Linux only, like the chapters before (mio itself is portable; the

@@ -15,7 +15,10 @@
 //! 7. loose coupling: our leaf futures on a 15-line executor, and a
 //!    `std`-only future on ours;
 //! 8. who gets the CPU: a busy task beside a timer and a GET, with the
-//!    fairness rules off and on, and a poll that computes too long.
+//!    fairness rules off and on, and a poll that computes too long;
+//! 9. completion I/O: the same GETs on an io_uring driver, a read that
+//!    hands its buffer back, and a dropped read whose buffer the driver
+//!    keeps until the kernel lets go of it.
 //!
 //! `--trace` adds every task's timeline; `--trace-svg FILE` draws it.
 //! `serve` runs the async delay server; `bench` (with `--release`) measures.
@@ -52,7 +55,8 @@ USAGE:
 COMMANDS:
     (none)             the guided demo: GETs as tasks with every poll, wait and wake
                        shown, timers, JoinErrors, spawn_blocking, a channel, the
-                       multi-threaded executor, loose coupling (about 1 s)
+                       multi-threaded executor, loose coupling, who gets the CPU,
+                       completion I/O on io_uring (about 2 s)
     --trace            the demo, printing every task's timeline as it happens
                        (parts 1 to 7; part 8 polls too often to print)
     --trace-svg FILE   the demo, then its timeline drawn in FILE (SVG; open it in

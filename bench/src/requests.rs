@@ -46,17 +46,23 @@ pub const FIBERS: &str = "ch02 green threads (non-blocking + yield)";
 pub const EPOLL: &str = "ch03 one epoll loop";
 /// Chapter 4's.
 pub const COROUTINES: &str = "ch04 hand-written coroutines";
+/// Chapter 3's completion loop: the same requests as io_uring operations.
+pub const URING: &str = "ch03 one io_uring loop";
+/// Chapter 5's runtime with its io_uring completion driver.
+pub const CH05_URING: &str = "ch05 runtime, 1 thread, io_uring driver";
 
 /// The approaches, in the order the table lists them: (id on the command
 /// line, name in the table).
-pub const APPROACHES: [(&str, &str); 10] = [
+pub const APPROACHES: [(&str, &str); 12] = [
     ("threads", THREADS),
     ("fibers", FIBERS),
     ("epoll", EPOLL),
+    ("uring", URING),
     ("coroutines", COROUTINES),
     ("ch05-1", CH05),
     ("ch05-own", CH05_OWN),
     ("ch05-2", CH05_MULTI),
+    ("ch05-uring", CH05_URING),
     ("tokio-1", TOKIO),
     ("tokio-2", TOKIO_MULTI),
     ("smol", SMOL_LOCAL),
@@ -69,6 +75,14 @@ pub fn run(approach: &str, addr: SocketAddr, path: &str, n: usize) -> io::Result
         "threads" => thread_per_request(addr, path, n),
         "fibers" => green_threads(addr, path, n)?,
         "epoll" => ch03_epoll::client::get_all(addr, &vec![path.to_string(); n], RUN_TIMEOUT, |_| {})?,
+        "uring" => ch03_epoll::uring_client::get_all(addr, &vec![path.to_string(); n], RUN_TIMEOUT, |_| {})?,
+        "ch05-uring" => {
+            // Started before the work, like the reactor thread the other
+            // ch05 rows start with their runtime: the ring's memory is the
+            // driver's, not the requests'.
+            ch05_runtime::uring::start()?;
+            ch05_runtime::uring::http::get_many(&crate::micro::ch05_runtime(CH05)?, addr, path, n)
+        }
         "coroutines" => coroutines(addr, path, n)?,
         "ch05-1" => ch05(crate::micro::ch05_runtime(CH05)?, addr, path, n),
         "ch05-own" => ch05(crate::micro::ch05_runtime(CH05_OWN)?, addr, path, n),

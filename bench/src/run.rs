@@ -39,8 +39,8 @@ const SPARE_FDS: u64 = 64;
 
 /// The approaches whose system calls are counted at the largest N: those
 /// that wait in `epoll_wait` (threads block in `read`, fibers poll).
-const COUNTED_APPROACHES: [&str; 8] =
-    ["epoll", "coroutines", "ch05-1", "ch05-own", "ch05-2", "tokio-1", "tokio-2", "smol"];
+const COUNTED_APPROACHES: [&str; 10] =
+    ["epoll", "uring", "coroutines", "ch05-1", "ch05-own", "ch05-2", "ch05-uring", "tokio-1", "tokio-2", "smol"];
 
 /// The whole run: the parts asked for, then the output.
 pub fn all(options: &Options) -> anyhow::Result<()> {
@@ -233,6 +233,14 @@ fn does_not_fit(approach: &str, n: usize, open_files: u64, server_cap: Option<us
     }
     if let Some(cap) = server_cap.filter(|&cap| n > cap) {
         return Some(format!("does not fit: the server holds {cap} connections at most"));
+    }
+    if matches!(approach, "uring" | "ch05-uring")
+        && let Err(e) = ch03_epoll::uring::Ring::new(2)
+    {
+        return Some(match ch03_epoll::uring::Unavailable::from_error(&e) {
+            Some(why) => format!("io_uring is not available here: {why}"),
+            None => format!("io_uring could not be set up: {e}"),
+        });
     }
     if approach == "threads" {
         let maps_in_use = measure::map_count().unwrap_or(0);

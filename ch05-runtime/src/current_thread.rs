@@ -73,21 +73,21 @@ use crate::trace::WakeSource;
 /// Default for `Builder::injector_interval`: every this many polls, the
 /// loop takes the tasks that other threads woke before the local ones.
 ///
-/// Taking them costs one uncontended lock (some 20 ns) per interval: at
-/// 31, less than a nanosecond per poll. A wake from the reactor thread then
-/// waits for at most 31 polls of busy local tasks (plus one turn of each
-/// local task queued ahead of it). tokio uses the same number (its
-/// `global_queue_interval`) for the same job; a prime, so that it rarely
-/// falls on the same poll as the driver interval.
+/// Taking them costs one uncontended lock (tens of nanoseconds) per
+/// interval: at 31, about a nanosecond per poll. A wake from the reactor
+/// thread then waits for at most 31 polls of busy local tasks (plus one
+/// turn of each local task queued ahead of it). tokio's default is the same
+/// number (its `global_queue_interval`) for the same job; a prime, so that
+/// it rarely falls on the same poll as the driver interval.
 pub const INJECTOR_INTERVAL: u32 = 31;
 
 /// Default for `Builder::driver_interval`: after this many polls without a
 /// wait, the loop turns its own reactor without sleeping (an `epoll_wait`
 /// with a zero timeout, then the due timers).
 ///
-/// A turn is a system call (~0.3 µs here with nothing ready) against a poll
-/// of tens of nanoseconds to a few microseconds: every 61 polls it costs a
-/// few nanoseconds per poll, and a due timer or a ready socket waits for at
+/// A turn is a system call (a few hundred nanoseconds with nothing ready)
+/// against a poll of tens of nanoseconds to a few microseconds: every 61
+/// polls it costs a few nanoseconds per poll, and a due timer or a ready socket waits for at
 /// most 61 polls. tokio's `event_interval` is 61 too; with the reactor
 /// thread there is nothing to turn, and the interval only decides how often
 /// `block_on`'s future gets its turn.

@@ -27,7 +27,7 @@ use crate::trace::Tracer;
 /// long keeps every other task on its thread waiting just as long, which is
 /// worth a line on stderr while you develop. Off in release builds, like
 /// integer overflow checks: timing every poll costs two clock reads
-/// (some 50 ns here), as much as a whole yield.
+/// (some 50 ns here: `bench`'s yield rows), more than a whole yield.
 pub const DEFAULT_SLOW_POLL: Option<Duration> =
     if cfg!(debug_assertions) { Some(Duration::from_millis(10)) } else { None };
 

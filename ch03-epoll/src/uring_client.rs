@@ -21,7 +21,7 @@
 //!   those belong to the operation until its completion arrives: each
 //!   request keeps them on the heap (they stay put when the request moves),
 //!   and no request is dropped while an operation of it is in flight, not
-//!   even when the time is up or an error cuts the batch short ([`Batch`]).
+//!   even when the time is up or an error cuts the batch short (`Batch`).
 //! - **How many system calls.** No registration, no readiness check, no
 //!   read that finds nothing: per request a `socket` and a `close`, and the
 //!   operations themselves travel in `io_uring_enter` calls that carry many

@@ -23,9 +23,7 @@ use ch05_runtime::coop::{DEFAULT_BUDGET, yield_now};
 use ch05_runtime::current_thread::INJECTOR_INTERVAL;
 use ch05_runtime::time::sleep;
 use ch05_runtime::trace::Tracer;
-use ch05_runtime::{channel, http, spawn, svg};
-
-use crate::builder;
+use ch05_runtime::{Runtime, channel, http, spawn, svg};
 
 /// The sleep beside the busy task.
 const NAP: Duration = Duration::from_millis(10);
@@ -48,7 +46,6 @@ const SLOW: Duration = Duration::from_millis(10);
 /// Part 8. Not traced by `--trace`: its busy tasks poll hundreds of
 /// thousands of times (`--fairness-svg` draws a smaller run).
 pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
-    let tracer = &None;
     section(8, "who gets the CPU: a busy task beside a sleep and a GET");
     say!("main", "beside a busy task: a {} ms sleep and a GET with a {GET_DELAY} ms delay", NAP.as_millis());
 
@@ -56,7 +53,7 @@ pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
     say!("main", "(a) a receiver with {MESSAGES} messages waiting, each recv() ready at once,");
     say!("main", "    and {} µs of work per message ({} ms in all)", WORK.as_micros(), work.as_millis());
     for budget in [None, Some(DEFAULT_BUDGET)] {
-        let runtime = builder(tracer).coop_budget(budget).slow_poll_threshold(Some(SLOW)).build()?;
+        let runtime = Runtime::builder().coop_budget(budget).slow_poll_threshold(Some(SLOW)).build()?;
         let seen = runtime.block_on(beside(addr, drain(MESSAGES)))?;
         let rule = match budget {
             None => "budget off".to_string(),
@@ -75,7 +72,7 @@ pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
 
     say!("main", "(b) a task that yields in a loop (until the sleep is over, or {SPINS} times)");
     for interval in [u32::MAX, INJECTOR_INTERVAL] {
-        let runtime = builder(tracer).injector_interval(interval).build()?;
+        let runtime = Runtime::builder().injector_interval(interval).build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = runtime.block_on(beside_stopping(addr, Arc::clone(&stop), spin(stop)))?;
         let rule = if interval == u32::MAX {
@@ -89,7 +86,7 @@ pub fn part(addr: SocketAddr) -> anyhow::Result<()> {
 
     say!("main", "(c) a task that computes for {} ms and reaches no .await in between:", COMPUTE.as_millis());
     say!("main", "    it spends no budget, so nothing can stop it");
-    let runtime = builder(tracer).slow_poll_threshold(Some(SLOW)).build()?;
+    let runtime = Runtime::builder().slow_poll_threshold(Some(SLOW)).build()?;
     let seen = runtime.block_on(beside(addr, compute(COMPUTE)))?;
     say!("main", "    {}", seen.describe());
     say!("main", "    the runtime can only report such a poll: SLOW POLL on stderr (once per task)");
@@ -223,7 +220,7 @@ pub fn pictures(dir: &str) -> anyhow::Result<()> {
         .context("starting the delay server")?;
     for (budget, name) in [(None, "ch05-budget-off.svg"), (Some(DEFAULT_BUDGET), "ch05-budget-on.svg")] {
         let tracer = Tracer::new(false, true);
-        let runtime = builder(&Some(tracer.clone())).coop_budget(budget).build()?;
+        let runtime = Runtime::builder().trace(tracer.clone()).coop_budget(budget).build()?;
         let seen = runtime.block_on(beside(server.addr(), drain(PICTURE_MESSAGES)))?;
         let file = std::path::Path::new(dir).join(name);
         std::fs::write(&file, svg::render(&tracer.records())).with_context(|| format!("writing {}", file.display()))?;

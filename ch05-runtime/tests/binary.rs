@@ -91,20 +91,15 @@ fn the_demo_shows_every_part() -> io::Result<()> {
 }
 
 #[test]
-fn a_slow_poll_is_reported_on_stderr_once_per_task() -> io::Result<()> {
+fn the_demos_slow_polls_are_named_on_stderr() -> io::Result<()> {
     let output = run(&[])?;
     let errors = String::from_utf8_lossy(&output.stderr);
     // Part 8 holds the thread twice on purpose: the receiver without a
-    // budget, and the task that computes. Each is named once, with where
-    // it was spawned.
-    let reports: Vec<&str> = errors.lines().filter(|line| line.contains("SLOW POLL: task ")).collect();
-    assert!(reports.len() >= 2, "{errors}");
-    let mut tasks: Vec<&str> =
-        reports.iter().filter_map(|line| line.split("SLOW POLL: ").nth(1)?.split(" held").next()).collect();
-    let all = tasks.len();
-    tasks.sort_unstable();
-    tasks.dedup();
-    assert_eq!(tasks.len(), all, "a task was reported twice:\n{errors}");
+    // budget, and the task that computes. Each report names the task and
+    // where it was spawned. (That a task is reported only once is
+    // tests/fairness.rs's `a_slow_poll_is_reported_with_where_its_task_was_spawned`.)
+    let reports = errors.lines().filter(|line| line.contains("SLOW POLL: task ")).count();
+    assert!(reports >= 2, "{errors}");
     assert!(errors.contains("It was spawned at ch05-runtime/src/"), "{errors}");
     Ok(())
 }

@@ -15,15 +15,8 @@ use ch05_runtime::channel::channel;
 use ch05_runtime::time::timeout;
 use ch05_runtime::{IoDriver, JoinHandle, Runtime, spawn};
 
-/// Every kind of runtime: single-threaded with the process's reactor
-/// thread, single-threaded driving its own reactor, and two workers.
-fn runtimes() -> io::Result<Vec<Runtime>> {
-    Ok(vec![
-        Runtime::new()?,
-        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
-        Runtime::builder().worker_threads(2).build()?,
-    ])
-}
+mod common;
+use common::runtimes;
 
 /// A future that counts its polls and drops, and checks it is never polled
 /// after it returned `Ready`. Pending until `release` is set, then ready.

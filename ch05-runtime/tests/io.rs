@@ -15,15 +15,10 @@ use ch01_os_threads::delay_server::{Config, DelayServer};
 use ch05_runtime::channel::channel;
 use ch05_runtime::net::{TcpListener, TcpStream};
 use ch05_runtime::time::{sleep, sleep_until, timeout};
-use ch05_runtime::{IoDriver, Runtime, http, spawn, spawn_blocking};
+use ch05_runtime::{Runtime, http, spawn, spawn_blocking};
 
-fn runtimes() -> io::Result<Vec<Runtime>> {
-    Ok(vec![
-        Runtime::new()?,
-        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
-        Runtime::builder().worker_threads(2).build()?,
-    ])
-}
+mod common;
+use common::runtimes;
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -12,6 +12,9 @@ use ch01_os_threads::delay_server::{self, DelayServer};
 use ch01_os_threads::{client, http};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 
+mod common;
+use common::wait_until;
+
 /// Sends raw bytes and reads the whole answer (the server closes after it).
 fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(addr)?;
@@ -20,15 +23,6 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     Ok(answer)
-}
-
-/// Waits (bounded, without sleeping) until `condition` holds.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::yield_now();
-    }
 }
 
 #[test]

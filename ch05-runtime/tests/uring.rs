@@ -4,7 +4,7 @@
 //! timeout, and the eventfd that wakes the driver.
 //!
 //! Where io_uring is not available, each test prints why and passes
-//! without running (`uring_common::uring_or_skip`).
+//! without running (`common::uring_or_skip`).
 
 use std::future::{Future, pending, poll_fn};
 use std::io::{self, Read, Write};
@@ -19,18 +19,10 @@ use ch01_os_threads::delay_server::{self, DelayServer};
 use ch01_os_threads::http::{self, Response};
 use ch05_runtime::server::{AsyncDelayServer, Config};
 use ch05_runtime::uring::{self, net::TcpStream};
-use ch05_runtime::{IoDriver, Runtime, channel, coop, spawn, waker};
+use ch05_runtime::{Runtime, channel, coop, spawn, waker};
 
-mod uring_common;
-use uring_common::{uring_or_skip, wait_until};
-
-fn runtimes() -> io::Result<Vec<Runtime>> {
-    Ok(vec![
-        Runtime::new()?,
-        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
-        Runtime::builder().worker_threads(2).build()?,
-    ])
-}
+mod common;
+use common::{runtimes, uring_or_skip, wait_until};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

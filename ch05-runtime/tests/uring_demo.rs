@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 use ch03_epoll::uring::refuse::output_refusing_io_uring;
 use ch05_runtime::uring::{self, Unavailable};
 
-mod uring_common;
-use uring_common::uring_or_skip;
+mod common;
+use common::uring_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch05-runtime");
 

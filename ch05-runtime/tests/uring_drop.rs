@@ -37,8 +37,8 @@ use std::time::Duration;
 use ch05_runtime::uring::{self, net::TcpStream};
 use ch05_runtime::{Runtime, yield_now};
 
-mod uring_common;
-use uring_common::{uring_or_skip, wait_until};
+mod common;
+use common::{uring_or_skip, wait_until};
 
 /// Rounds of each kind; below 256, so each round's bytes (its number) are
 /// in order in the stream.

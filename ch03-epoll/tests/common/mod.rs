@@ -7,7 +7,7 @@
 //! Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -63,15 +63,7 @@ fn blocked_in(tid: libc::pid_t) -> Option<libc::c_long> {
 pub fn ring_or_skip(test: &str, make: impl FnOnce() -> io::Result<Ring>) -> io::Result<Option<Ring>> {
     match make() {
         Ok(ring) => Ok(Some(ring)),
-        Err(e) => match Unavailable::from_error(&e) {
-            Some(why) => {
-                // Straight to stderr, not through `eprintln!`, which the test
-                // harness captures (and shows only for failing tests).
-                let _ = writeln!(io::stderr(), "skipped {test}: io_uring is not available here: {why}");
-                Ok(None)
-            }
-            None => Err(e),
-        },
+        Err(e) => Unavailable::skip_or_fail(test, e).map(|()| None),
     }
 }
 

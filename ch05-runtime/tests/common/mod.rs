@@ -1,14 +1,26 @@
-//! What the io_uring test binaries share: skipping, with the reason, where
-//! io_uring is not available, and waiting (bounded) for the driver.
+//! What the test binaries share: every kind of runtime, waiting (bounded)
+//! for a condition, and skipping, with the reason, where io_uring is not
+//! available.
 //!
 //! Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
-use std::io::{self, Write};
+use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ch05_runtime::uring::{self, Unavailable};
+use ch05_runtime::{IoDriver, Runtime};
+
+/// Every kind of runtime: single-threaded with the process's reactor
+/// thread, single-threaded driving its own reactor, and two workers.
+pub fn runtimes() -> io::Result<Vec<Runtime>> {
+    Ok(vec![
+        Runtime::new()?,
+        Runtime::builder().io_driver(IoDriver::ExecutorThread).build()?,
+        Runtime::builder().worker_threads(2).build()?,
+    ])
+}
 
 /// Starts the completion driver; `false` (after printing why) where io_uring
 /// is not available here, and the test then returns early, passing. Any
@@ -16,15 +28,7 @@ use ch05_runtime::uring::{self, Unavailable};
 pub fn uring_or_skip(test: &str) -> io::Result<bool> {
     match uring::start() {
         Ok(()) => Ok(true),
-        Err(e) => match Unavailable::from_error(&e) {
-            Some(why) => {
-                // Straight to stderr, not through `eprintln!`, which the test
-                // harness captures (and shows only for failing tests).
-                let _ = writeln!(io::stderr(), "skipped {test}: io_uring is not available here: {why}");
-                Ok(false)
-            }
-            None => Err(e),
-        },
+        Err(e) => Unavailable::skip_or_fail(test, e).map(|()| false),
     }
 }
 
